@@ -1,0 +1,37 @@
+"""Pretrained backbones of the MCUNet / tiny-training family as float Keras models.
+
+The checkpoints are MIT HAN Lab's int8 ImageNet models released with tiny-training
+(MIT license, ``LICENSE.tiny-training``; keep the notice when redistributing them).
+
+Example:
+    >>> from keras_medyate.models import mcunet_5fps, preprocess_input
+    >>> model = mcunet_5fps(classes=10)          # fresh 10-way head
+    >>> model.output_shape
+    (None, 10)
+"""
+
+from keras_medyate.models.presets import (
+    PRESETS,
+    mcunet_5fps,
+    mobilenetv2_w035,
+    proxylessnas_w03,
+    resolve_weights,
+    weights_cache_dir,
+)
+from keras_medyate.models.tiny_training import (
+    from_tiny_training,
+    load_tiny_training_checkpoint,
+    preprocess_input,
+)
+
+__all__ = [
+    "PRESETS",
+    "from_tiny_training",
+    "load_tiny_training_checkpoint",
+    "mcunet_5fps",
+    "mobilenetv2_w035",
+    "preprocess_input",
+    "proxylessnas_w03",
+    "resolve_weights",
+    "weights_cache_dir",
+]

@@ -1,0 +1,259 @@
+"""`ChannelResampler`: the callback that picks each epoch's channels.
+
+At the start of every epoch it reads the per-channel gradient norms that
+`SubnetworkModel` accumulated during the previous epoch, asks the strategy for
+the new selection, and writes it to the model's mask variables (no retrace).
+
+All state that must survive a restart (stored norms, the explored set, the
+epoch counter, the masks and the norm accumulators) lives in the model's
+non-trainable variables, and the random draws of epoch `e` come from a
+generator seeded with `(seed, e)`. `keras.callbacks.BackupAndRestore`
+therefore resumes a run exactly where it stopped.
+
+Example:
+
+>>> import keras, numpy as np
+>>> import keras_medyate as kmd
+>>> model = keras.Sequential([keras.Input((8, 8, 3)),
+...     keras.layers.Conv2D(8, 3, name="c1"), keras.layers.Conv2D(8, 3, name="c2"),
+...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, name="head")])
+>>> plan = kmd.plan(model, budget=200)
+>>> trainer = kmd.SubnetworkModel(model, plan)
+>>> trainer.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+>>> resampler = kmd.ChannelResampler(plan, strategy="medyate", seed=0)
+>>> _ = trainer.fit(np.random.rand(8, 8, 8, 3), np.arange(8) % 2, epochs=2,
+...                 verbose=0, callbacks=[resampler])
+>>> resampler.history[1].cost_units <= plan.budget_units
+True
+"""
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+
+from keras_medyate import planning
+from keras_medyate import subnetwork_model as subnetwork_lib
+from keras_medyate.strategies import base as strategies_base
+from keras_medyate.strategies import registry
+
+
+@dataclasses.dataclass
+class EpochSelection:
+    """The channels trained in one epoch.
+
+    Attributes:
+        epoch: int, 0-based epoch.
+        channels: dict, layer name → sorted int array of input-channel indices.
+        cost_units: int, memory units of the selection.
+        explored: float, fraction of the search space trained so far.
+        seconds: float, time the resampling took.
+    """
+
+    epoch: int
+    channels: dict
+    cost_units: int
+    explored: float
+    seconds: float
+
+    @property
+    def num_channels(self):
+        return int(sum(len(v) for v in self.channels.values()))
+
+
+class ChannelResampler(keras.callbacks.Callback):
+    """Selects the input channels to train at the start of every epoch.
+
+    Args:
+        plan: the `Plan` of the `SubnetworkModel` being trained.
+        strategy: str or `ChannelSelector` class. One of `medyate` (default),
+            `trady`, `full_random`, `static_random`, `sparse_update`,
+            `det_rgn`, `det_raw`, `prob_raw`, `full`, `classifier`.
+        seed: int, seed of the random draws. Defaults to 0.
+        fill: `"stop"` (end the budget fill at the first channel that does
+            not fit, as in the authors' code; default) or `"skip"` (skip it
+            and keep filling with cheaper channels).
+        norm_statistic: `"mean"` (mean of the per-step channel norms over the
+            epoch; default) or `"last"` (last step's gradient).
+        epsilon: float, relative floor of sampling weights. Defaults to 1e-3.
+        scheme: dict, the `sparse_update` scheme (see
+            `keras_medyate.strategies.sparse_update`); None builds one.
+        criteria: `sparse_update` channel criterion, `"magnitude+"` default.
+        probe_data: dataset of (x, y) batches for the oracles' full-gradient
+            measurement before the first epoch.
+        probe_steps: int or None, batches of `probe_data` to use.
+        log_dir: str or None, a TensorBoard log directory for per-epoch
+            scalars (budget used, channels selected, explored, per layer).
+        verbose: int, 1 prints one line per epoch.
+
+    Attributes:
+        history: dict, epoch → `EpochSelection`.
+    """
+
+    def __init__(self, plan, strategy="medyate", seed=0, fill="stop",
+                 norm_statistic="mean", epsilon=1e-3, scheme=None,
+                 criteria="magnitude+", probe_data=None, probe_steps=None,
+                 log_dir=None, verbose=0):
+        super().__init__()
+        if not isinstance(plan, planning.Plan):
+            raise ValueError(
+                f"`plan` must be a `Plan` from `kmd.plan(...)`, got {type(plan).__name__}."
+            )
+        self.selector_class = registry.get(strategy)
+        if fill not in strategies_base.FILL_MODES:
+            raise ValueError(f"`fill` must be one of {strategies_base.FILL_MODES}, got {fill!r}.")
+        if norm_statistic not in subnetwork_lib.NORM_STATISTICS:
+            raise ValueError(
+                f"`norm_statistic` must be one of {subnetwork_lib.NORM_STATISTICS}, "
+                f"got {norm_statistic!r}."
+            )
+        if self.selector_class.whole_network and not plan.covers_whole_network:
+            raise ValueError(
+                f"Strategy {self.selector_class.name!r} samples the whole network, but the "
+                f"plan's search space holds {len(plan.layers)} of "
+                f"{len(plan.candidate_layers)} layers. Build the plan without a ranking: "
+                "`kmd.plan(model, budget)`."
+            )
+        if self.selector_class.needs_all_norms and probe_data is None:
+            raise ValueError(
+                f"Strategy {self.selector_class.name!r} is an oracle: it needs the full "
+                "gradient before the first epoch. Pass `probe_data=` (a few training "
+                "batches) to `ChannelResampler`."
+            )
+        self.plan = plan
+        self.strategy = self.selector_class.name
+        self.seed = int(seed)
+        self.fill = fill
+        self.norm_statistic = norm_statistic
+        self.epsilon = float(epsilon)
+        self.scheme = scheme
+        self.criteria = criteria
+        self.probe_data = probe_data
+        self.probe_steps = probe_steps
+        self.log_dir = log_dir
+        self.verbose = int(verbose)
+        self.selector = self._make_selector()
+        self.history = {}
+        self._writer = None
+
+    def _make_selector(self):
+        pool = self.plan.pool
+        cls = self.selector_class
+        if cls.name == "sparse_update":
+            return cls(pool, self.plan.budget_units, self.fill, scheme=self.scheme,
+                       criteria=self.criteria, layer_order=self.plan.candidate_layers,
+                       priority=self.plan.ranked_layers)
+        if cls.name in ("medyate", "det_rgn", "det_raw", "prob_raw"):
+            return cls(pool, self.plan.budget_units, self.fill, epsilon=self.epsilon)
+        return cls(pool, self.plan.budget_units, self.fill)
+
+    def get_config(self):
+        """Constructor arguments (the plan as its config; not `probe_data`)."""
+        return {
+            "plan": self.plan.to_config(),
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "fill": self.fill,
+            "norm_statistic": self.norm_statistic,
+            "epsilon": self.epsilon,
+            "scheme": self.scheme,
+            "criteria": self.criteria,
+            "probe_steps": self.probe_steps,
+            "log_dir": self.log_dir,
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_config(cls, config, probe_data=None):
+        config = dict(config)
+        config["plan"] = planning.Plan.from_config(config["plan"])
+        return cls(probe_data=probe_data, **config)
+
+    def on_train_begin(self, logs=None):
+        trainer = self.model
+        if not isinstance(trainer, subnetwork_lib.SubnetworkModel):
+            raise ValueError(
+                "`ChannelResampler` must be passed to the `fit` of a "
+                f"`kmd.SubnetworkModel`, not of {type(trainer).__name__}. Wrap your "
+                "model: `trainer = kmd.SubnetworkModel(model, plan)`."
+            )
+        if (trainer.plan.fingerprint != self.plan.fingerprint
+                or list(trainer.plan.layers) != list(self.plan.layers)
+                or trainer.plan.budget_units != self.plan.budget_units):
+            raise ValueError(
+                "The resampler's plan differs from the SubnetworkModel's plan (layers "
+                "or budget); build both from the same `kmd.plan(...)` result."
+            )
+        self.history = {}
+        if self.log_dir and self._writer is None:
+            import tensorflow as tf  # noqa: PLC0415
+
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        start = time.perf_counter()
+        trainer = self.model
+        pool = self.plan.pool
+        step = int(trainer.epochs_selected.numpy())
+        previous = trainer.current_selection() if step > 0 else None
+        norms = trainer.channel_norms(self.norm_statistic) if step > 0 else None
+        if self.selector.needs_all_norms and norms is None:
+            norms = trainer.measure_channel_norms(self.probe_data, self.probe_steps)
+        self._load_state(trainer)
+        context = strategies_base.SelectionContext(
+            epoch=step,
+            rng=np.random.default_rng([self.seed, step]),
+            previous=previous,
+            norms=norms,
+            kernels=trainer.kernel_values,
+        )
+        selected = self.selector.select(context)
+        seen = trainer.selection_state["channel_seen"].numpy()
+        seen[selected] = 1.0
+        trainer.selection_state["channel_seen"].assign(seen)
+        self._save_state(trainer)
+        trainer.set_selection(selected)
+        trainer.reset_norms()
+        trainer.epochs_selected.assign(step + 1)
+        cost = pool.cost_of(selected)
+        explored = float(seen.mean()) if seen.size else 0.0
+        trainer.set_progress(cost / self.plan.budget_units, len(selected), explored)
+        record = EpochSelection(
+            epoch=epoch,
+            channels=pool.to_dict(selected),
+            cost_units=cost,
+            explored=explored,
+            seconds=time.perf_counter() - start,
+        )
+        self.history[epoch] = record
+        if self.verbose:
+            print(f"ChannelResampler[{self.strategy}] epoch {epoch + 1}: "
+                  f"{record.num_channels} channels, {cost:,}/{self.plan.budget_units:,} "
+                  f"units, explored {100 * explored:.1f} %")
+        self._write_summaries(record)
+
+    def _load_state(self, trainer):
+        for key, value in self.selector.state.items():
+            stored = trainer.selection_state[key].numpy()
+            if isinstance(value, np.ndarray):
+                self.selector.state[key] = stored.astype(value.dtype)
+            else:
+                self.selector.state[key] = type(value)(stored)
+
+    def _save_state(self, trainer):
+        for key, value in self.selector.state.items():
+            trainer.selection_state[key].assign(np.asarray(value, np.float64))
+
+    def _write_summaries(self, record):
+        if self._writer is None:
+            return
+        import tensorflow as tf  # noqa: PLC0415
+
+        with self._writer.as_default(step=record.epoch):
+            tf.summary.scalar("medyate/budget_used_units", record.cost_units)
+            tf.summary.scalar("medyate/channels_selected", record.num_channels)
+            tf.summary.scalar("medyate/explored", record.explored)
+            for name, channels in record.channels.items():
+                tf.summary.scalar(f"medyate/channels/{name}", len(channels))
+        self._writer.flush()

@@ -1,0 +1,280 @@
+"""`SubnetworkModel`: a Keras model whose `train_step` updates only selected channels.
+
+The wrapper shares its layers (and therefore its weights) with the user's
+model: what it trains is in the original model afterwards. Each step:
+
+1. forward pass (BatchNormalization in inference mode unless
+   `batchnorm="train"`);
+2. the tape is asked only for the kernels of the search-space layers and the
+   classifier's weights, so TensorFlow prunes the backward pass below the
+   earliest search-space layer;
+3. each search-space kernel gradient is multiplied by its input-channel mask,
+   a non-trainable variable (a new selection is an `assign`, never a
+   retrace);
+4. the optimizer applies the update, then the non-selected slices are put
+   back from a copy taken before the step: they stay bit-identical under
+   every optimizer (momentum, Adam, AdamW's decoupled weight decay, EMA…);
+5. the per-input-channel gradient norms are accumulated in variables that the
+   `ChannelResampler` reads at the next epoch.
+
+Example:
+
+>>> import keras, numpy as np
+>>> import keras_medyate as kmd
+>>> model = keras.Sequential([keras.Input((8, 8, 3)),
+...     keras.layers.Conv2D(8, 3, name="c1"), keras.layers.Conv2D(8, 3, name="c2"),
+...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, name="head")])
+>>> plan = kmd.plan(model, budget=200)
+>>> trainer = kmd.SubnetworkModel(model, plan)
+>>> trainer.compile(optimizer=keras.optimizers.SGD(0.1),
+...                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+>>> x, y = np.random.rand(16, 8, 8, 3), np.arange(16) % 2
+>>> history = trainer.fit(x, y, epochs=2, verbose=0,
+...                       callbacks=[kmd.ChannelResampler(plan, seed=0)])
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_medyate import inventory as inventory_lib
+from keras_medyate import ranking as ranking_lib
+
+BATCHNORM_MODES = ("frozen", "train")
+NORM_STATISTICS = ("mean", "last")
+#: Names of the per-channel selection-state variables kept in the model, so
+#: that `keras.callbacks.BackupAndRestore` restores them with the weights.
+STATE_NAMES = ("channel_memory", "channel_measured", "channel_seen")
+
+
+class SubnetworkModel(keras.Model):
+    """Trains only the selected input channels of a plan's layers.
+
+    Args:
+        model: the user's built functional or Sequential `keras.Model`.
+            Its layers are shared: trained weights end up in `model`.
+        plan: the `Plan` made for `model` by `kmd.plan`.
+        batchnorm: `"frozen"` (default: BatchNormalization layers are set to
+            `trainable=False`, which in Keras 3 runs them in inference mode;
+            this changes `model`'s layers) or `"train"` (leave them as they
+            are; their moving statistics then update on every step, but their
+            gamma/beta are never trained).
+        name: str, the model name.
+
+    Attributes:
+        plan: the plan.
+        masks: dict layer name → float32 variable over its input channels.
+
+    Logs (visible in the progress bar): `budget_used` (fraction of the budget
+    taken by the current selection), `channels_selected` (count) and
+    `explored` (fraction of the search space trained at least once).
+    """
+
+    def __init__(self, model, plan, batchnorm="frozen", name=None):
+        if batchnorm not in BATCHNORM_MODES:
+            raise ValueError(f"`batchnorm` must be one of {BATCHNORM_MODES}, got {batchnorm!r}.")
+        infos = inventory_lib.inventory(model)
+        fingerprint = inventory_lib.model_fingerprint(infos)
+        if plan.fingerprint != fingerprint:
+            raise ValueError(
+                f"The plan was made for another model (fingerprint {plan.fingerprint}, "
+                f"this model's is {fingerprint}). Call `kmd.plan(model, budget, ...)` "
+                "on the model you train."
+            )
+        if batchnorm == "frozen":
+            freeze_batchnorm(model)
+        super().__init__(inputs=model.inputs, outputs=model.outputs,
+                         name=name or f"{model.name}_subnetwork")
+        self.plan = plan
+        self.batchnorm = batchnorm
+        by_name = {info.name: info for info in infos}
+        self._space = [by_name[name] for name in plan.layers]
+        self._head = by_name[plan.classifier]
+        pool = plan.pool
+        self.masks = {}
+        self._norm_sums = []
+        self._norm_last = []
+        for k, info in enumerate(self._space):
+            suffix = f"{k}_{info.name.replace('/', '_')}"
+            self.masks[info.name] = self._state_variable(f"mask_{suffix}", (info.num_channels,), 1.0)
+            self._norm_sums.append(self._state_variable(f"norm_sum_{suffix}", (info.num_channels,)))
+            self._norm_last.append(self._state_variable(f"norm_last_{suffix}", (info.num_channels,)))
+        self._norm_steps = self._state_variable("norm_steps", ())
+        self.selection_state = {
+            state: self._state_variable(state, (pool.size,), dtype="float64")
+            for state in STATE_NAMES
+        }
+        self.selection_state["memory_max_filled"] = self._state_variable(
+            "memory_max_filled", (), dtype="float64")
+        self.epochs_selected = self._state_variable("epochs_selected", (), dtype="int64")
+        self._budget_used = self._state_variable("budget_used", ())
+        self._channels_selected = self._state_variable("channels_selected", ())
+        self._explored = self._state_variable("explored", ())
+        self._measure_function = None
+
+    def _state_variable(self, name, shape, value=0.0, dtype="float32"):
+        return self.add_weight(
+            name=name, shape=shape, dtype=dtype, trainable=False,
+            initializer=keras.initializers.Constant(value),
+        )
+
+    # The variables this model updates: the search-space kernels and the
+    # classifier. Keras builds optimizer slots for these only.
+    @property
+    def trainable_weights(self):
+        if not hasattr(self, "_space"):
+            return super().trainable_weights
+        head = [v for v in self._head.layer.weights if v.trainable]
+        return [info.kernel for info in self._space] + head
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        variables = self.trainable_weights
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
+                                     sample_weight=sample_weight, training=True)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss, sample_weight=batch_size)
+        gradients = tape.gradient(scaled_loss, variables)
+        kernels = variables[: len(self._space)]
+        masked, masks, previous = [], [], []
+        for info, kernel, gradient, norm_sum, norm_last in zip(
+            self._space, kernels, gradients, self._norm_sums, self._norm_last
+        ):
+            if gradient is None:
+                raise ValueError(
+                    f"Layer {info.name!r} received no gradient: is it connected to "
+                    "the loss?"
+                )
+            norms = ranking_lib.channel_norm(tf.convert_to_tensor(gradient), info.channel_axis)
+            norm_sum.assign_add(norms)
+            norm_last.assign(norms)
+            mask = _broadcastable(self.masks[info.name], info)
+            masks.append(mask)
+            masked.append(gradient * tf.cast(mask, gradient.dtype))
+            previous.append(tf.identity(kernel.value))
+        self._norm_steps.assign_add(1.0)
+        self.optimizer.apply(masked + list(gradients[len(self._space):]), variables)
+        for kernel, mask, old in zip(kernels, masks, previous):
+            kernel.assign(tf.where(mask > 0, kernel.value, old))
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        logs["budget_used"] = self._budget_used.value
+        logs["channels_selected"] = self._channels_selected.value
+        logs["explored"] = self._explored.value
+        return logs
+
+    # --- State read and written by ChannelResampler -------------------------
+
+    def set_selection(self, flat_indices):
+        """Writes the masks for a selection of flat pool indices."""
+        masks = self.plan.pool.to_masks(flat_indices)
+        for name, variable in self.masks.items():
+            variable.assign(masks[name])
+
+    def current_selection(self):
+        """Flat pool indices of the channels whose mask is on."""
+        values = np.concatenate([np.asarray(self.masks[n].numpy()) for n in self.plan.layers])
+        return np.flatnonzero(values > 0).astype(np.int64)
+
+    def channel_norms(self, statistic="mean"):
+        """Per-channel gradient norms since the last reset, flat over the pool.
+
+        Returns None if no step ran. `"mean"` is the mean of the per-step
+        norms, `"last"` the norm of the last step's gradient.
+        """
+        if statistic not in NORM_STATISTICS:
+            raise ValueError(f"`statistic` must be one of {NORM_STATISTICS}, got {statistic!r}.")
+        steps = float(self._norm_steps.numpy())
+        if steps == 0:
+            return None
+        if statistic == "mean":
+            parts = [np.asarray(v.numpy(), np.float64) / steps for v in self._norm_sums]
+        else:
+            parts = [np.asarray(v.numpy(), np.float64) for v in self._norm_last]
+        return np.concatenate(parts)
+
+    def reset_norms(self):
+        """Zeroes the per-channel norm accumulators."""
+        for variable in self._norm_sums + self._norm_last:
+            variable.assign(np.zeros(variable.shape, np.float32))
+        self._norm_steps.assign(0.0)
+
+    def set_progress(self, budget_used, channels_selected, explored):
+        """Values reported in the training logs."""
+        self._budget_used.assign(float(budget_used))
+        self._channels_selected.assign(float(channels_selected))
+        self._explored.assign(float(explored))
+
+    def reset_selection_state(self):
+        """Forgets the stored norms, the explored set and the epoch counter."""
+        for variable in self.selection_state.values():
+            variable.assign(np.zeros(variable.shape, np.float64))
+        self.epochs_selected.assign(0)
+        self.reset_norms()
+
+    def kernel_values(self):
+        """{layer name: kernel ndarray} for the search space."""
+        return {info.name: np.asarray(info.kernel.numpy()) for info in self._space}
+
+    def measure_channel_norms(self, dataset, steps=None):
+        """Mean per-step gradient norm of every search-space channel, no update.
+
+        This is the full-gradient measurement the oracle strategies need
+        before their first epoch.
+
+        Args:
+            dataset: `tf.data.Dataset` of (x, y) batches, or a tuple (x, y).
+            steps: int or None, batches to use (None: all).
+
+        Returns:
+            float64 array over the flat pool.
+        """
+        if not getattr(self, "compiled", False):
+            raise ValueError(
+                "Compile the SubnetworkModel (`trainer.compile(optimizer, loss)`) "
+                "before measuring gradient norms."
+            )
+        dataset = ranking_lib.as_dataset(dataset)
+        if self._measure_function is None:
+            kernels = [info.kernel for info in self._space]
+
+            @tf.function
+            def measure(x, y):
+                with tf.GradientTape() as tape:
+                    y_pred = self(x, training=True)
+                    loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+                gradients = tape.gradient(loss, kernels)
+                return [ranking_lib.channel_norm(g, info.channel_axis)
+                        for g, info in zip(gradients, self._space)]
+
+            self._measure_function = measure
+        totals, count = None, 0
+        for x, y in dataset.take(steps) if steps else dataset:
+            norms = [np.asarray(n, np.float64) for n in self._measure_function(x, y)]
+            totals = norms if totals is None else [a + b for a, b in zip(totals, norms)]
+            count += 1
+        if count == 0:
+            raise ValueError("`probe_data` is empty; the oracle needs at least one batch.")
+        return np.concatenate(totals) / count
+
+
+def _broadcastable(mask, info):
+    """Reshapes a (C,) mask to broadcast over the layer's kernel."""
+    shape = [1] * len(info.kernel_shape)
+    shape[info.channel_axis] = info.num_channels
+    return tf.reshape(mask.value, shape)
+
+
+def freeze_batchnorm(model):
+    """Sets every BatchNormalization layer (nested ones too) to inference mode."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
