@@ -214,7 +214,8 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=0.
 
     @tf.function
     def step(x, y):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in variables])
             y_pred = model(x, training=False)
             loss_value = loss_fn(y, y_pred)
         grads = tape.gradient(loss_value, variables)

@@ -131,6 +131,14 @@ class ChannelResampler(keras.callbacks.Callback):
         self.criteria = criteria
         self.probe_data = probe_data
         self.probe_steps = probe_steps
+        if log_dir is not None:
+            try:
+                import tensorboard  # noqa: F401, PLC0415
+            except ImportError as error:
+                raise ValueError(
+                    "`log_dir` writes TensorBoard scalars, which needs the `tensorboard` "
+                    "package: `pip install tensorboard`."
+                ) from error
         self.log_dir = log_dir
         self.verbose = int(verbose)
         self.selector = self._make_selector()

@@ -134,7 +134,10 @@ class SubnetworkModel(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.trainable_weights
-        with tf.GradientTape() as tape:
+        # Only the updated variables are watched: the tape then records no op
+        # below the earliest search-space layer, and backprop stops there.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in variables])
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
                                      sample_weight=sample_weight, training=True)
@@ -248,7 +251,8 @@ class SubnetworkModel(keras.Model):
 
             @tf.function
             def measure(x, y):
-                with tf.GradientTape() as tape:
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch([k.value for k in kernels])
                     y_pred = self(x, training=True)
                     loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
                 gradients = tape.gradient(loss, kernels)
