@@ -222,8 +222,9 @@ def plan(model, budget, ranking=None, metric=None, k=None, k_rule="alpha",
     else:
         if isinstance(ranking, str) and ranking in ranking_lib.METRICS and metric is None:
             metric = ranking
-        ranking = resolve_ranking(ranking, fingerprint)
-        ranking.check_compatible(fingerprint, candidate_names)
+        backbone_fingerprint = inventory_lib.model_fingerprint(candidates)
+        ranking = resolve_ranking(ranking, backbone_fingerprint)
+        ranking.check_compatible(backbone_fingerprint, candidate_names)
         if k_rule not in K_RULES:
             raise ValueError(f"`k_rule` must be one of {K_RULES}, got {k_rule!r}.")
         ranking_metric = metric or ("lara" if k_rule == "alpha" else "rgn")

@@ -52,7 +52,8 @@ class LayerRanking:
         scores: dict, metric name → {layer name: cumulated score}.
         layer_units: dict, layer name → memory units of the whole layer at the
             ranking resolution.
-        fingerprint: str, `inventory.model_fingerprint` of the ranked model.
+        fingerprint: str, `inventory.model_fingerprint` of the ranked layers
+            (the classifier left out, so a ranking serves any head size).
         metadata: dict, how the ranking was made (epochs, steps, resolution…).
     """
 
@@ -258,7 +259,7 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=0.
     return LayerRanking(
         scores={"lara": dict(zip(names, lara)), "rgn": dict(zip(names, rgn))},
         layer_units={info.name: info.layer_units for info in ranked},
-        fingerprint=inventory_lib.model_fingerprint(infos),
+        fingerprint=inventory_lib.model_fingerprint(ranked),
         metadata={
             "epochs": int(epochs),
             "steps": int(total_steps),

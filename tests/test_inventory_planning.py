@@ -60,7 +60,7 @@ def _ranking_for(model, lara, rgn=None):
     return ranking.LayerRanking(
         scores={"lara": dict(zip(names, lara)), "rgn": dict(zip(names, rgn or lara))},
         layer_units={i.name: i.layer_units for i in infos[:-1]},
-        fingerprint=inventory.model_fingerprint(infos),
+        fingerprint=inventory.model_fingerprint(infos[:-1]),
     )
 
 
