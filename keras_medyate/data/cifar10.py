@@ -122,9 +122,7 @@ def find_cifar10(data_dir: Optional[str] = None, download: bool = True) -> RawDa
 
     if found is not None:
         if os.path.isfile(found):
-            found = extract_tarball_once(
-                found, top=TREE_NAME, expected_sha256=TARBALL_SHA256
-            )
+            found = extract_tarball_once(found, top=TREE_NAME, expected_sha256=TARBALL_SHA256)
         return _from_tree(found)
 
     if not download:

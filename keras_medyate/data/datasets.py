@@ -61,14 +61,12 @@ class DatasetInfo:
 def _canonical_name(name: str) -> str:
     if not isinstance(name, str):
         raise ValueError(
-            f"Dataset name must be a string, one of {list(ACCEPTED_NAMES)}; "
-            f"received {name!r}."
+            f"Dataset name must be a string, one of {list(ACCEPTED_NAMES)}; received {name!r}."
         )
     if name.startswith(FOLDER_PREFIX):
-        if not name[len(FOLDER_PREFIX):].strip():
+        if not name[len(FOLDER_PREFIX) :].strip():
             raise ValueError(
-                f"Dataset name {name!r} has no path: use "
-                "'folder:/path/with/train/and/test'."
+                f"Dataset name {name!r} has no path: use 'folder:/path/with/train/and/test'."
             )
         return FOLDER_PREFIX
     canonical = _ALIASES.get(name.strip().lower())
@@ -107,7 +105,8 @@ def load(
     channel repeated) and preprocessed inside the pipeline; nothing is
     decoded before iteration starts. The training pipeline is reshuffled
     every epoch in an order fixed by ``seed``; the test pipeline keeps the
-    dataset order (class by class).
+    dataset's own order (class by class for image folders, the original
+    file order for Fashion-MNIST).
 
     Data sources:
 
@@ -129,7 +128,7 @@ def load(
     Example:
 
     ```python
-    import keras_medyate
+    import keras_medyate.data
 
     train_ds, test_ds, info = keras_medyate.data.load(
         "cifar10", image_size=96, train_per_class=10, test_per_class=10)
@@ -193,11 +192,13 @@ def load(
         raw = find_fashion_mnist(data_dir, download=download)
         canonical = "fashion_mnist"
     else:
-        raw = find_folder(name[len(FOLDER_PREFIX):].strip(), data_dir=data_dir)
+        raw = find_folder(name[len(FOLDER_PREFIX) :].strip(), data_dir=data_dir)
         canonical = FOLDER_PREFIX + raw.source
 
     num_classes = len(raw.class_names)
-    train = subset_per_class(raw.train, train_per_class, num_classes, raw.class_names, seed, "train")
+    train = subset_per_class(
+        raw.train, train_per_class, num_classes, raw.class_names, seed, "train"
+    )
     test = subset_per_class(raw.test, test_per_class, num_classes, raw.class_names, seed, "test")
 
     train_ds = build_pipeline(train, size, batch_size, shuffle, seed, preprocess_fn)

@@ -100,8 +100,12 @@ def _from_keras_download() -> RawDataset:
     (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
     return RawDataset(
         class_names=list(CLASS_NAMES),
-        train=Split(labels=np.asarray(y_train).reshape(-1).astype(np.int32), images=np.asarray(x_train)),
-        test=Split(labels=np.asarray(y_test).reshape(-1).astype(np.int32), images=np.asarray(x_test)),
+        train=Split(
+            labels=np.asarray(y_train).reshape(-1).astype(np.int32), images=np.asarray(x_train)
+        ),
+        test=Split(
+            labels=np.asarray(y_test).reshape(-1).astype(np.int32), images=np.asarray(x_test)
+        ),
         source="keras.datasets.fashion_mnist.load_data() (downloaded to the Keras cache)",
     )
 

@@ -55,8 +55,7 @@ def read_idx(path: str, expected_ndim: Optional[int] = None) -> np.ndarray:
         if isinstance(err, FileNotFoundError):
             raise
         raise ValueError(
-            f"Corrupt IDX file {path}: cannot decompress it ({err}). "
-            "Replace it with a fresh copy."
+            f"Corrupt IDX file {path}: cannot decompress it ({err}). Replace it with a fresh copy."
         ) from err
 
     name = os.path.basename(path)
@@ -69,8 +68,7 @@ def read_idx(path: str, expected_ndim: Optional[int] = None) -> np.ndarray:
     ndim = raw[3]
     if expected_ndim is not None and ndim != expected_ndim:
         raise ValueError(
-            f"Corrupt IDX file {path}: {name} has {ndim} dimensions, "
-            f"expected {expected_ndim}."
+            f"Corrupt IDX file {path}: {name} has {ndim} dimensions, expected {expected_ndim}."
         )
     header = 4 + 4 * ndim
     if len(raw) < header:

@@ -113,10 +113,13 @@ def subset_per_class(
     """
     if per_class is None:
         return split
-    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class <= 0:
+    if (
+        isinstance(per_class, bool)
+        or not isinstance(per_class, (int, np.integer))
+        or per_class <= 0
+    ):
         raise ValueError(
-            f"`{split_name}_per_class` must be a positive int or None; "
-            f"received {per_class!r}."
+            f"`{split_name}_per_class` must be a positive int or None; received {per_class!r}."
         )
     kept: List[np.ndarray] = []
     for class_id in range(num_classes):
@@ -162,9 +165,7 @@ def list_image_folder(
     """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"Image folder not found: {root}")
-    found = sorted(
-        e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")
-    )
+    found = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     if not found:
         raise ValueError(f"{root} has no class sub-folders (expected {root}/<class>/<image>).")
     if class_names is None:
@@ -233,9 +234,7 @@ def build_pipeline(
         return image
 
     if split.paths is not None:
-        ds = tf.data.Dataset.from_tensor_slices(
-            (split.paths.astype(str).tolist(), labels)
-        )
+        ds = tf.data.Dataset.from_tensor_slices((split.paths.astype(str).tolist(), labels))
         if shuffle and n > 1:
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
 
