@@ -211,7 +211,9 @@ def _download(url: str, fname: str, sha256: str | None, cache_dir: str) -> str:
     )
 
 
-def resolve_weights(name_or_path: str | os.PathLike, weights_dir: str | os.PathLike | None = None) -> str:
+def resolve_weights(
+    name_or_path: str | os.PathLike, weights_dir: str | os.PathLike | None = None
+) -> str:
     """Returns the local path of a tiny-training checkpoint, downloading it if needed.
 
     Resolution order:
