@@ -94,8 +94,13 @@ class Plan:
 
     @property
     def full_finetune_units(self):
-        """Units to update every layer of the model, classifier included (full FT)."""
-        return inventory_lib.full_finetune_units(self.infos)
+        """Units to update every layer but the classifier: the papers' full FT.
+
+        The classifier is trained by every strategy and is not charged to the
+        budget, so it is left out here too (as in the papers' reference).
+        """
+        return inventory_lib.full_finetune_units(
+            [info for info in self.infos if info.name != self.classifier])
 
     @property
     def budget_bytes(self):

@@ -49,7 +49,7 @@ def test_plan_without_ranking_is_the_whole_network():
     assert plan.classifier == "classifier"
     assert plan.budget_units == 150
     assert plan.covers_whole_network
-    assert plan.full_finetune_units == 512
+    assert plan.full_finetune_units == 488  # the classifier is not charged
     assert plan.search_space_units == 488
     assert plan.pool.size == 3 + 4 + 4
 
@@ -148,3 +148,14 @@ def test_lara_and_rgn_scores_follow_their_definitions():
         channel = np.sqrt((np.moveaxis(grad, 2, 0).reshape(info.num_channels, -1) ** 2).sum(1))
         np.testing.assert_allclose(
             rank.scores["rgn"][name], channel.sum() / info.channel_units, rtol=1e-5)
+
+
+def test_explicit_zero_padding_is_not_charged():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.ZeroPadding2D(1, name="pad")(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    info = inventory.inventory(model)[0]
+    assert info.input_hw == (8, 8) and info.activation_units_per_channel == 64
+    assert info.output_hw == (4, 4)

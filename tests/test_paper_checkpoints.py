@@ -1,0 +1,40 @@
+"""The cost model on the papers' own checkpoints."""
+
+import os
+
+import pytest
+
+import keras_medyate as kmd
+from tests.conftest import SHARED_DATA
+
+WEIGHTS = os.path.join(SHARED_DATA, "weights")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(os.path.join(WEIGHTS, "mcunet-5fps.pkl")),
+    reason=f"paper checkpoints not found in {WEIGHTS}",
+)
+
+
+@pytest.fixture(autouse=True)
+def _weights_dir(monkeypatch):
+    monkeypatch.setenv("KERAS_MEDYATE_WEIGHTS_DIR", WEIGHTS)
+
+
+def test_mcunet_full_finetuning_memory_matches_the_paper():
+    from keras_medyate import models
+
+    model = models.mcunet_5fps()
+    plan = kmd.plan(model, budget=15936)
+    # MeDyate / TraDy: full fine-tuning of MCUNet-in1 needs 1,309,808 units.
+    assert plan.full_finetune_units == 1_309_808
+    assert plan.classifier == "classifier"
+    assert len(plan.candidate_layers) == 42
+    assert 100 * plan.budget_units / plan.full_finetune_units == pytest.approx(1.22, abs=0.01)
+
+
+def test_mobilenetv2_checkpoint_has_no_feature_mix():
+    """The paper's 1,252,320 units include a 112→448 feature-mix conv at 4x4
+    (50,176 weights + 1,792 inputs = 51,968 units) that this checkpoint lacks."""
+    from keras_medyate import models
+
+    plan = kmd.plan(models.mobilenetv2_w035(), budget=27946)
+    assert plan.full_finetune_units == 1_252_320 - (112 * 448 + 112 * 4 * 4)
