@@ -168,8 +168,8 @@ def k_by_cumulative(ordered_scores, fraction=0.97):
     return int(np.searchsorted(cumulative, fraction - 1e-12) + 1)
 
 
-def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=0.05,
-                loss=None, classifier=None, batch_size=32, verbose=0):
+def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=1e-3,
+                loss=None, classifier=None, batch_size=32, verbose=0, metadata=None):
     """Ranks the layers of `model` by LaRa and RGN on a proxy dataset.
 
     Runs `epochs` of plain-SGD fine-tuning of every kernel (BatchNorm and
@@ -183,13 +183,18 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=0.
             class ids that the model's head can predict.
         epochs: int, number of passes. Defaults to 2.
         steps_per_epoch: int or None (a full pass).
-        learning_rate: float, SGD learning rate of the proxy run.
+        learning_rate: float, SGD learning rate of the proxy run. Defaults to
+            1e-3: the tiny-training checkpoints (BatchNorm folded into the
+            convs) have weight gradients far larger than their weights in
+            the first layers, and full fine-tuning diverges above ~3e-3.
         loss: a Keras loss; defaults to sparse categorical cross-entropy, from
             logits unless the model ends with a softmax.
         classifier: name of the head to leave out of the ranking (default:
             the last Dense layer).
         batch_size: int, only for numpy input.
         verbose: int, 1 prints one line per epoch.
+        metadata: dict, extra entries stored with the ranking (for example
+            the proxy dataset's name and the command that made it).
 
     Returns:
         A `LayerRanking`.
@@ -245,6 +250,12 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=0.
                 steps += 1
             if steps == 0:
                 raise ValueError("The proxy dataset is empty; `rank_layers` needs batches.")
+            if not np.isfinite(float(loss_value)) or not np.all(np.isfinite(sum_layer)):
+                raise ValueError(
+                    f"The proxy fine-tuning diverged in epoch {epoch + 1} (loss "
+                    f"{float(loss_value):.3g}) with learning_rate={learning_rate}; the "
+                    "scores would be meaningless. Lower `learning_rate`."
+                )
             lara += sum_layer / steps / layer_units
             rgn += sum_channel / steps / channel_units
             total_steps += steps
@@ -271,7 +282,7 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=0.
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "keras_version": keras.__version__,
             "tensorflow_version": tf.__version__,
-            "proxy_dataset": getattr(dataset, "name", None) or "user-provided",
+            **(metadata or {}),
         },
     )
 
