@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from keras_medyate.data.cache import extract_tarball_once
-from keras_medyate.data.errors import DATA_DIR_ENV, DatasetNotFoundError
+from keras_medyate.data.errors import DATA_DIR_ENV, DatasetNotFoundError, download_or_explain
 from keras_medyate.data.pipeline import RawDataset, Split, list_image_folder
 
 CLASS_NAMES = (
@@ -125,14 +125,6 @@ def find_cifar10(data_dir: Optional[str] = None, download: bool = True) -> RawDa
             found = extract_tarball_once(found, top=TREE_NAME, expected_sha256=TARBALL_SHA256)
         return _from_tree(found)
 
-    if not download:
-        raise DatasetNotFoundError(
-            _not_found_message(looked_in) + " Downloading is disabled (download=False)."
-        )
-    try:
-        return _from_keras_download()
-    except Exception as err:  # network errors come in many types
-        raise DatasetNotFoundError(
-            _not_found_message(looked_in)
-            + f" Downloading with keras.datasets.cifar10.load_data() failed too: {err}"
-        ) from err
+    return download_or_explain(
+        _from_keras_download, "keras.datasets.cifar10.load_data()",
+        _not_found_message(looked_in), download)

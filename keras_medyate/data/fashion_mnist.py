@@ -8,7 +8,7 @@ from typing import List, Optional
 import keras
 import numpy as np
 
-from keras_medyate.data.errors import DATA_DIR_ENV, DatasetNotFoundError
+from keras_medyate.data.errors import DATA_DIR_ENV, DatasetNotFoundError, download_or_explain
 from keras_medyate.data.idx import read_idx
 from keras_medyate.data.pipeline import RawDataset, Split
 
@@ -139,15 +139,6 @@ def find_fashion_mnist(data_dir: Optional[str] = None, download: bool = True) ->
         if paths is not None:
             return _from_idx(paths)
 
-    if not download:
-        raise DatasetNotFoundError(
-            _not_found_message(looked_in) + " Downloading is disabled (download=False)."
-        )
-    try:
-        return _from_keras_download()
-    except Exception as err:  # network errors come in many types
-        raise DatasetNotFoundError(
-            _not_found_message(looked_in)
-            + " Downloading with keras.datasets.fashion_mnist.load_data() "
-            f"failed too: {err}"
-        ) from err
+    return download_or_explain(
+        _from_keras_download, "keras.datasets.fashion_mnist.load_data()",
+        _not_found_message(looked_in), download)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Union
 
-import numpy as np
-import tensorflow as tf
+from keras_medyate.models.tiny_training import preprocess_input
 
 PREPROCESS_CHOICES = ("tiny_training", None)
 """Accepted non-callable values of the ``preprocess`` argument of ``load``."""
@@ -13,30 +12,9 @@ PREPROCESS_CHOICES = ("tiny_training", None)
 PreprocessArg = Union[str, None, Callable]
 
 
-def scale_to_unit_range(images):
-    """Maps pixel values from ``[0, 255]`` to ``[-1, 1]`` (``x / 127.5 - 1``).
-
-    This is the input scaling of the MCUNet / tiny-training model family.
-
-    Example:
-
-    >>> import numpy as np
-    >>> scale_to_unit_range(np.array([0.0, 127.5, 255.0]))
-    array([-1.,  0.,  1.], dtype=float32)
-
-    Args:
-        images: Array-like or tensor of pixel values in ``[0, 255]``, any
-            shape and any numeric dtype.
-
-    Returns:
-        A float32 array of the same shape with values in ``[-1, 1]``: a
-        NumPy array for NumPy (or list) input, a ``tf.Tensor`` otherwise.
-    """
-    if isinstance(images, (tf.Tensor, tf.Variable)):
-        images = tf.cast(images, tf.float32)
-        return images / 127.5 - 1.0
-    images = np.asarray(images, dtype=np.float32)
-    return images / np.float32(127.5) - np.float32(1.0)
+# One implementation of the tiny-training input scaling (x / 127.5 - 1):
+# the models package owns it, the pipelines reuse it under this name.
+scale_to_unit_range = preprocess_input
 
 
 def resolve_preprocess(preprocess: PreprocessArg) -> Optional[Callable]:
