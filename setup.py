@@ -35,7 +35,7 @@ setup(
     ],
     extras_require={
         "litert": ["ai-edge-litert>=2.3"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "ai-edge-litert>=2.3", "matplotlib>=3.8", "tensorboard>=2.16"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ai-edge-litert>=2.3", "matplotlib>=3.8", "scipy>=1.11", "tensorboard>=2.16"],
         "notebooks": ["matplotlib>=3.8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
     },
     classifiers=[

@@ -48,6 +48,7 @@ class Plan:
         ranking_metric: str or None, `"lara"` or `"rgn"`.
         k_rule: str or None, how K was chosen.
         fingerprint: str, the model's architecture fingerprint.
+        ranking: the `LayerRanking` the search space came from, or None.
     """
 
     layers: list
@@ -59,6 +60,7 @@ class Plan:
     ranking_metric: str = None
     k_rule: str = None
     fingerprint: str = None
+    ranking: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def layer_info(self, name):
         """The `LayerInfo` of a layer of the model."""
@@ -157,7 +159,7 @@ class Plan:
                 })
                 for info in config["infos"]
             ]
-        fields = {k: v for k, v in config.items() if k != "infos"}
+        fields = {k: v for k, v in config.items() if k not in ("infos", "ranking")}
         return cls(infos=infos, **fields)
 
     def __repr__(self):
@@ -258,6 +260,7 @@ def plan(model, budget, ranking=None, metric=None, k=None, k_rule="alpha",
         ranking_metric=ranking_metric,
         k_rule=used_rule,
         fingerprint=fingerprint,
+        ranking=ranking,
     )
     _check_budget(result)
     return result

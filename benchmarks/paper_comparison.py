@@ -1,0 +1,162 @@
+r"""Reproduce the TraDy / MeDyate comparison on real data and the papers' checkpoints.
+
+    python benchmarks/paper_comparison.py --model=mcunet_5fps --dataset=cifar10 \
+        --methods=medyate,trady,full_random,static_random,sparse_update,full \
+        --budgets=15936,64832,112640 --seeds=0,1 --epochs=10 \
+        --train_per_class=200 --test_per_class=100 --resolution=96 --out=benchmarks/results
+
+Writes `OUT/paper_comparison.csv` (one row per run; runs already in it are
+skipped, so an interrupted run resumes), `OUT/summary.md` (mean ± std per
+method × budget, speed and memory, paired comparison of MeDyate with each
+baseline), and the plots `OUT/accuracy_vs_budget.png`,
+`OUT/selection_heatmap_<model>_<dataset>.png` and `OUT/lara_ranking_<model>.png`.
+
+`--quick` runs every method once on a tiny subset (32 px, 2 epochs) in a few
+minutes: it checks the pipeline, not the accuracies.
+"""
+
+import os
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "mcunet_5fps",
+                    "mcunet_5fps, mobilenetv2_w035, or a path to a tiny-training .pkl.")
+flags.DEFINE_list("dataset", ["cifar10"], "cifar10, fashion_mnist or folder:/path (a list runs "
+                  "each in turn).")
+flags.DEFINE_list("methods", ["medyate", "trady", "full_random", "static_random",
+                              "sparse_update", "full"], "Methods to compare.")
+flags.DEFINE_list("budgets", ["15936", "64832", "112640"],
+                  "Budgets in units (the papers') or sizes such as 110KB.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data order, new head, sampling).")
+flags.DEFINE_integer("epochs", 10, "Epochs per run (the papers: 50-200).")
+flags.DEFINE_integer("warmup_epochs", 1, "Linear warm-up epochs (the papers: 5).")
+flags.DEFINE_integer("train_per_class", 200, "Training images per class.")
+flags.DEFINE_integer("test_per_class", 100, "Held-out test images per class.")
+flags.DEFINE_integer("resolution", 96, "Input resolution (the papers: 128).")
+flags.DEFINE_integer("batch_size", 32, "Batch size.")
+flags.DEFINE_float("learning_rate", 0.125, "Peak SGD learning rate (the papers: 0.125).")
+flags.DEFINE_float("full_learning_rate", 0.01, "Peak SGD learning rate of full fine-tuning.")
+flags.DEFINE_float("clipnorm", 1.0, "Per-variable gradient-norm clip (0 disables).")
+flags.DEFINE_string("ranking", "lara", "'lara' (the shipped ranking) or a ranking JSON path.")
+flags.DEFINE_string("out", "benchmarks/results", "Output directory.")
+flags.DEFINE_bool("quick", False, "Tiny smoke preset: every method once, 32 px, 2 epochs.")
+flags.DEFINE_integer("verbose", 0, "Keras fit verbosity.")
+
+QUICK = {
+    "methods": ["medyate", "trady", "lara_trady", "full_random", "static_random",
+                "sparse_update", "det_rgn", "det_raw", "prob_raw", "full", "classifier"],
+    "budgets": ["15936"], "seeds": ["0"], "epochs": 2, "train_per_class": 4,
+    "test_per_class": 2, "resolution": 32, "batch_size": 8,
+}
+
+
+def settings():
+    """The effective settings: flags, with the quick preset applied."""
+    values = {name: getattr(FLAGS, name) for name in (
+        "methods", "budgets", "seeds", "epochs", "train_per_class", "test_per_class",
+        "resolution", "batch_size")}
+    if FLAGS.quick:
+        values.update(QUICK)
+    return values
+
+
+def main(argv):
+    del argv
+    from keras_medyate import comparison, data, memory
+    from keras_medyate.comparison import report, runner
+
+    config = settings()
+    os.makedirs(os.path.join(FLAGS.out, "selections"), exist_ok=True)
+    csv_path = os.path.join(FLAGS.out, "paper_comparison.csv")
+    done = {report.run_key(r) for r in report.read_csv(csv_path)}
+    budgets = [memory.parse_budget(b) for b in config["budgets"]]
+    seeds = [int(s) for s in config["seeds"]]
+    for method in config["methods"]:
+        if method not in runner.METHODS:
+            raise app.UsageError(f"Unknown method {method!r}; accepted: {', '.join(runner.METHODS)}")
+    for dataset in FLAGS.dataset:
+        train_ds, test_ds, info = data.load(
+            dataset, image_size=config["resolution"], batch_size=config["batch_size"],
+            train_per_class=config["train_per_class"], test_per_class=config["test_per_class"],
+            seed=0)
+        jobs = [(method, budget, seed) for seed in seeds for budget in budgets
+                for method in config["methods"]
+                if not (method in runner.BUDGET_FREE and budget != budgets[0])]
+        print(f"{FLAGS.model} on {info.name}: {info.num_train} train / {info.num_test} test "
+              f"images, {len(jobs)} runs", flush=True)
+        for index, (method, budget, seed) in enumerate(jobs, start=1):
+            run_config = comparison.RunConfig(
+                model=FLAGS.model, method=method, budget_units=budget, seed=seed,
+                epochs=config["epochs"], warmup_epochs=FLAGS.warmup_epochs,
+                resolution=config["resolution"], learning_rate=FLAGS.learning_rate,
+                full_learning_rate=FLAGS.full_learning_rate, clipnorm=FLAGS.clipnorm,
+                ranking=FLAGS.ranking)
+            key_budget = budget if method not in runner.BUDGET_FREE else None
+            if any(k[:3] == (FLAGS.model, info.name, method) and k[4] == seed
+                   and (key_budget is None or k[3] == budget) for k in done):
+                print(f"[{index}/{len(jobs)}] {method} {budget} seed {seed}: in the CSV, skipped")
+                continue
+            start = time.perf_counter()
+            row, resampler = comparison.run_one(run_config, train_ds, test_ds, info,
+                                                verbose=FLAGS.verbose)
+            report.append_csv(csv_path, row)
+            done.add(report.run_key(row))
+            if method == "medyate":
+                name = f"{FLAGS.model}_{info.name.replace(':', '_').replace('/', '_')}_" \
+                       f"{method}_{budget}_{seed}.json"
+                report.write_json(os.path.join(FLAGS.out, "selections", name),
+                                  report.selection_record(resampler))
+            print(f"[{index}/{len(jobs)}] {method:>13} budget {budget:>7,} seed {seed}: "
+                  f"top-1 {row['top1']:6.2f} %, {row['update_memory_kb']:8.1f} KB, "
+                  f"{row['epoch_seconds']:.1f} s/epoch ({time.perf_counter() - start:.0f} s)",
+                  flush=True)
+    write_outputs(csv_path, budgets, seeds)
+
+
+def write_outputs(csv_path, budgets, seeds):
+    """Summary markdown and plots from everything in the CSV."""
+    import json
+
+    from keras_medyate import models
+    from keras_medyate.comparison import report, runner
+
+    rows = report.read_csv(csv_path)
+    out = os.path.dirname(csv_path)
+    with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
+        f.write("# Paper comparison: summary\n\nGenerated by `benchmarks/paper_comparison.py` "
+                "from `paper_comparison.csv`.\n\n")
+        f.write(report.summary_markdown(rows))
+    report.plot_accuracy_vs_budget(rows, os.path.join(out, "accuracy_vs_budget.png"))
+    for model_name, dataset in {(r["model"], r["dataset"]) for r in rows}:
+        candidates = sorted(
+            (r for r in rows if r["model"] == model_name and r["dataset"] == dataset
+             and r["method"] == "medyate"), key=lambda r: (r["budget_units"], r["seed"]))
+        if not candidates:
+            continue
+        first = candidates[0]
+        tag = dataset.replace(":", "_").replace("/", "_")
+        path = os.path.join(out, "selections",
+                            f"{model_name}_{tag}_medyate_{int(first['budget_units'])}_"
+                            f"{int(first['seed'])}.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                selection = json.load(f)
+            report.plot_selection_heatmap(
+                selection, os.path.join(out, f"selection_heatmap_{model_name}_{tag}.png"),
+                f"MeDyate on {dataset}, {int(first['budget_units']):,} units, seed "
+                f"{int(first['seed'])}")
+    for model_name in sorted({r["model"] for r in rows}):
+        model = models.from_tiny_training(model_name, classes=10,
+                                          input_shape=(int(rows[0]["resolution"]),) * 2 + (3,))
+        plans = {b: runner.build_plan(model, "medyate", b, FLAGS.ranking) for b in budgets}
+        report.plot_layer_ranking(plans[budgets[0]].ranking, plans,
+                                  os.path.join(out, f"lara_ranking_{model_name}.png"),
+                                  f"LaRa layer ranking of {model_name} and the alpha = 0.2 "
+                                  "search space per budget")
+    print(f"wrote {out}/summary.md and plots", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
