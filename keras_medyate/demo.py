@@ -21,7 +21,6 @@ variable's gradient norm to 1 (`--clipnorm`) and full fine-tuning uses 0.01.
 """
 
 import time
-import warnings
 
 from absl import app, flags
 
@@ -43,82 +42,10 @@ flags.DEFINE_bool("full", True, "Also run full fine-tuning for reference.")
 flags.DEFINE_integer("seed", 0, "Seed of the data order, the new head and the sampling.")
 
 
-def cosine_schedule(peak, steps_per_epoch, epochs, warmup_epochs):
-    """Cosine decay to 0 with a linear warm-up, as in the papers."""
-    import keras
-
-    warmup = min(warmup_epochs, max(epochs - 1, 0)) * steps_per_epoch
-    return keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(epochs * steps_per_epoch - warmup, 1),
-        warmup_target=peak, warmup_steps=warmup)
-
-
-def peak_memory_mb():
-    """TensorFlow's CPU allocator peak since the last reset, in MB."""
-    import tensorflow as tf
-
-    return tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
-
-
-def reset_peak_memory():
-    import tensorflow as tf
-
-    tf.config.experimental.reset_memory_stats("CPU:0")
-
-
-def run(strategy, ranking, learning_rate, train_ds, test_ds, info, budget):
-    """Fine-tunes a fresh model with one strategy; returns a result dict."""
-    import keras
-
-    import keras_medyate as kmd
-    from keras_medyate import memory, models
-
-    keras.utils.set_random_seed(FLAGS.seed)
-    model = models.from_tiny_training(
-        FLAGS.model, classes=info.num_classes,
-        input_shape=(FLAGS.resolution, FLAGS.resolution, 3))
-    with warnings.catch_warnings():
-        # Full fine-tuning ignores the budget; its plan may not fit it.
-        warnings.simplefilter("ignore", UserWarning)
-        plan = kmd.plan(model, budget=budget, ranking=ranking)
-    trainer = kmd.SubnetworkModel(model, plan)
-    schedule = cosine_schedule(learning_rate, len(train_ds), FLAGS.epochs, FLAGS.warmup_epochs)
-    trainer.compile(
-        optimizer=keras.optimizers.SGD(schedule, clipnorm=FLAGS.clipnorm or None),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
-    resampler = kmd.ChannelResampler(plan, strategy=strategy, seed=FLAGS.seed)
-    if strategy == "full":
-        print(f"\n== full fine-tuning: every input channel of {len(plan.layers)} layers "
-              f"({plan.pool.size} channels, {memory.format_units(plan.full_finetune_units)})",
-              flush=True)
-    else:
-        print(f"\n== {strategy}: {plan.summary()}", flush=True)
-    reset_peak_memory()
-    start = time.perf_counter()
-    trainer.fit(train_ds, epochs=FLAGS.epochs, callbacks=[resampler], verbose=2)
-    seconds = time.perf_counter() - start
-    peak = peak_memory_mb()
-    _, accuracy = trainer.evaluate(test_ds, verbose=0)
-    costs = [h.cost_units for h in resampler.history.values()]
-    return {
-        "strategy": strategy,
-        "accuracy": accuracy,
-        "update_units": max(costs),
-        "full_units": plan.full_finetune_units,
-        "explored": resampler.history[max(resampler.history)].explored,
-        "seconds": seconds,
-        "peak_mb": peak,
-        "plan": plan,
-        "resample_seconds": sum(h.seconds for h in resampler.history.values()),
-    }
-
-
 def main(argv):
     del argv
     import keras_medyate as kmd
-    from keras_medyate import data, memory
+    from keras_medyate import comparison, data, memory
 
     total_start = time.perf_counter()
     budget = memory.parse_budget(FLAGS.budget)
@@ -132,33 +59,43 @@ def main(argv):
         seed=FLAGS.seed)
     print(f"data: {info.num_train} train / {info.num_test} test images from {info.source}",
           flush=True)
-    results = [run(FLAGS.strategy, "lara", FLAGS.learning_rate, train_ds, test_ds, info, budget)]
-    if FLAGS.full:
-        results.append(run("full", None, FLAGS.full_learning_rate, train_ds, test_ds, info,
-                           budget))
-    print_report(results, time.perf_counter() - total_start)
+    methods = [FLAGS.strategy] + (["full"] if FLAGS.full else [])
+    results = []
+    for method in methods:
+        config = comparison.RunConfig(
+            model=FLAGS.model, method=method, budget_units=budget, seed=FLAGS.seed,
+            epochs=FLAGS.epochs, warmup_epochs=FLAGS.warmup_epochs,
+            resolution=FLAGS.resolution, learning_rate=FLAGS.learning_rate,
+            full_learning_rate=FLAGS.full_learning_rate, clipnorm=FLAGS.clipnorm)
+        print(f"\n== {method}: fine-tuning ({'every channel' if method == 'full' else 'budgeted'})",
+              flush=True)
+        row, resampler = comparison.run_one(config, train_ds, test_ds, info, verbose=2)
+        if method != "full":
+            print(resampler.plan.summary(), flush=True)
+        results.append(row)
+    print_report(results, budget, time.perf_counter() - total_start)
 
 
-def print_report(results, total_seconds):
+def print_report(rows, budget, total_seconds):
     from keras_medyate import memory
 
-    full_units = results[0]["full_units"]
+    full_kb = rows[0]["full_memory_kb"]
     print("\n" + "=" * 78)
     print(f"{'method':<12}{'top-1':>8}{'update memory (analytic)':>30}{'TF peak':>10}"
           f"{'explored':>10}{'time':>8}")
-    for r in results:
-        units = full_units if r["strategy"] == "full" else r["update_units"]
-        share = 100 * units / full_units
-        print(f"{r['strategy']:<12}{100 * r['accuracy']:>7.1f}%"
-              f"{memory.units_to_kb(units):>14.1f} KB ({share:5.1f} % of full)"
-              f"{r['peak_mb']:>7.0f} MB{100 * r['explored']:>9.0f}%{r['seconds']:>7.0f}s")
-    print(f"full fine-tuning would need {memory.format_units(full_units)}; "
-          f"the budget was {memory.format_units(results[0]['plan'].budget_units)}.")
-    if len(results) > 1:
-        print(f"per-epoch time: {results[0]['strategy']} is "
-              f"{results[1]['seconds'] / results[0]['seconds']:.1f}x faster than full "
+    for row in rows:
+        share = 100 * row["update_memory_kb"] / full_kb
+        print(f"{row['method']:<12}{row['top1']:>7.1f}%"
+              f"{row['update_memory_kb']:>14.1f} KB ({share:5.1f} % of full)"
+              f"{row['peak_memory_mb']:>7.0f} MB{100 * row['explored']:>9.0f}%"
+              f"{row['train_seconds']:>7.0f}s")
+    print(f"full fine-tuning would need {full_kb:.1f} KB; the budget was "
+          f"{memory.format_units(budget)}.")
+    if len(rows) > 1:
+        print(f"per-epoch time: {rows[0]['method']} is "
+              f"{rows[1]['epoch_seconds'] / rows[0]['epoch_seconds']:.1f}x faster than full "
               "fine-tuning (backprop stops at the deepest-ranked layers); resampling took "
-              f"{results[0]['resample_seconds']:.2f} s in total.")
+              f"{rows[0]['resample_seconds_per_epoch']:.3f} s per epoch.")
     print(f"total wall time {total_seconds:.0f} s")
 
 

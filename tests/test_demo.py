@@ -28,7 +28,7 @@ def test_demo_prints_the_report(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "== medyate: Plan:" in out and "== full fine-tuning" in out
+    assert "== medyate: fine-tuning" in out and "Plan: " in out and "== full: fine-tuning" in out
     report = out[out.index("method"):]
     lines = {line.split()[0]: line for line in report.splitlines()[1:3]}
     assert set(lines) == {"medyate", "full"}

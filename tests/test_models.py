@@ -723,3 +723,16 @@ def test_feature_mix_and_other_structures_are_read_from_the_file(tmp_path, check
     feature_mix = next(r for r in records if r[0] == "feature_mix")
     got = apply_keras_op(model, "feature_mix", "conv", feature_mix[2])
     assert np.abs(np.clip(got, *feature_mix[4]) - feature_mix[3]).max() <= 0.51 * 0.02
+
+
+def test_failed_download_says_how_to_work_offline(monkeypatch, tmp_path):
+    from keras_medyate.models import presets as presets_module
+
+    def offline(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.delenv("KERAS_MEDYATE_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(presets_module, "_download", offline)
+    with pytest.raises(FileNotFoundError, match="downloading it from .* failed: Name or service not known.*KERAS_MEDYATE_WEIGHTS_DIR"):
+        presets_module.resolve_weights("mcunet_5fps")

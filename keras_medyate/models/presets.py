@@ -277,7 +277,14 @@ def resolve_weights(
     for candidate in candidates:
         if os.path.isfile(candidate):
             return _verify(candidate, preset)
-    path = _download(spec["url"], fname, spec["sha256"], _keras_home())
+    try:
+        path = _download(spec["url"], fname, spec["sha256"], _keras_home())
+    except Exception as error:  # network and checksum errors come in many types
+        raise FileNotFoundError(
+            f"Preset {preset!r} ({fname!r}) was not found locally (looked in "
+            f"{candidates}) and downloading it from {spec['url']} failed: {error}. "
+            f"Offline, set {WEIGHTS_DIR_ENV} to a directory holding {fname!r}."
+        ) from error
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Downloading preset {preset!r} from {spec['url']} did not produce a file "
