@@ -47,6 +47,7 @@ NORM_STATISTICS = ("mean", "last")
 STATE_NAMES = ("channel_memory", "channel_measured", "channel_seen")
 
 
+@keras.saving.register_keras_serializable(package="keras_medyate")
 class SubnetworkModel(keras.Model):
     """Trains only the selected input channels of a plan's layers.
 
@@ -111,6 +112,25 @@ class SubnetworkModel(keras.Model):
         self._channels_selected = self._state_variable("channels_selected", ())
         self._explored = self._state_variable("explored", ())
         self._measure_function = None
+
+    def get_config(self):
+        """The wrapped model, the plan and the options (for `.keras` saving)."""
+        model = keras.Model(self.inputs, self.outputs, name=self.name.removesuffix("_subnetwork"))
+        return {
+            "model": keras.saving.serialize_keras_object(model),
+            "plan": self.plan.to_config(),
+            "batchnorm": self.batchnorm,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        model = keras.saving.deserialize_keras_object(config["model"],
+                                                      custom_objects=custom_objects)
+        from keras_medyate import planning  # noqa: PLC0415
+
+        plan = planning.Plan.from_config(config["plan"], model=model)
+        return cls(model, plan, batchnorm=config["batchnorm"], name=config["name"])
 
     def _state_variable(self, name, shape, value=0.0, dtype="float32"):
         return self.add_weight(

@@ -315,3 +315,21 @@ def test_works_on_keras_applications_mobilenetv2():
     trainer.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[resampler])
     assert all(h.cost_units <= plan.budget_units for h in resampler.history.values())
     assert resampler.history[1].explored > resampler.history[0].explored
+
+
+def test_keras_save_and_load_keep_weights_masks_and_state(tmp_path):
+    model = small_cnn()
+    plan = kmd.plan(model, budget=600)
+    trainer = kmd.SubnetworkModel(model, plan)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.05), loss=LOSS)
+    x, y = random_data(16)
+    trainer.fit(x, y, epochs=2, verbose=0, callbacks=[kmd.ChannelResampler(plan, seed=1)])
+    trainer.save(tmp_path / "trainer.keras")
+    loaded = keras.models.load_model(tmp_path / "trainer.keras")
+    assert isinstance(loaded, kmd.SubnetworkModel)
+    assert loaded.plan.layers == plan.layers and loaded.plan.budget_units == 600
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), trainer.predict(x, verbose=0))
+    np.testing.assert_array_equal(loaded.current_selection(), trainer.current_selection())
+    assert int(loaded.epochs_selected.numpy()) == 2
+    np.testing.assert_array_equal(loaded.selection_state["channel_seen"].numpy(),
+                                  trainer.selection_state["channel_seen"].numpy())
