@@ -22,11 +22,11 @@ Example:
 >>> import keras
 >>> from keras_medyate.inventory import inventory
 >>> model = keras.Sequential([keras.Input((8, 8, 3)),
-...                           keras.layers.Conv2D(4, 3, padding="same"),
+...                           keras.layers.Conv2D(4, 3, padding="same", name="conv"),
 ...                           keras.layers.GlobalAveragePooling2D(),
-...                           keras.layers.Dense(2)])
+...                           keras.layers.Dense(2, name="head")])
 >>> [(info.name, info.channel_units) for info in inventory(model)]
-[('conv2d', 100), ('dense', 3)]
+[('conv', 100), ('head', 3)]
 """
 
 import dataclasses

@@ -13,6 +13,7 @@ MODULES = [
     "keras_medyate.strategies.medyate",
     "keras_medyate.subnetwork_model",
     "keras_medyate.resampler",
+    "keras_medyate.files",
 ]
 
 

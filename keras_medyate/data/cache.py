@@ -10,7 +10,6 @@ atomically, so an interrupted extraction is never picked up.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import tarfile
@@ -18,25 +17,11 @@ import tempfile
 import zlib
 from typing import Optional
 
+from keras_medyate import files
+from keras_medyate.files import keras_home, sha256_of  # noqa: F401 (re-exported)
+
 MARKER_NAME = ".keras_medyate_complete"
 """File written inside an unpacked folder once extraction has finished."""
-
-
-def keras_home() -> str:
-    """Returns the Keras home folder, read from ``KERAS_HOME`` at call time.
-
-    Mirrors Keras' own rule: ``$KERAS_HOME`` if set, else ``~/.keras``, or
-    ``/tmp/.keras`` when the home folder is not writable.
-
-    Returns:
-        The path of the Keras home folder (it may not exist yet).
-    """
-    if "KERAS_HOME" in os.environ:
-        return os.path.expanduser(os.environ["KERAS_HOME"])
-    base = os.path.expanduser("~")
-    if not os.access(base, os.W_OK):
-        base = tempfile.gettempdir()
-    return os.path.join(base, ".keras")
 
 
 def cache_dir() -> str:
@@ -51,16 +36,7 @@ def cache_dir() -> str:
     Returns:
         ``<keras_home()>/keras_medyate/datasets`` (not created here).
     """
-    return os.path.join(keras_home(), "keras_medyate", "datasets")
-
-
-def sha256_of(path: str, chunk_size: int = 1 << 20) -> str:
-    """Returns the hex SHA-256 digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return files.cache_dir("datasets")
 
 
 def is_complete(folder: str) -> bool:

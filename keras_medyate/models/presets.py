@@ -25,12 +25,13 @@ checkpoint, and a warning says so.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from typing import Any
 
 import keras
+
+from keras_medyate import files
 
 __all__ = [
     "PRESETS",
@@ -137,38 +138,11 @@ def weights_cache_dir() -> str:
     Returns:
         The absolute path of the cache directory.
     """
-    return os.path.join(_keras_home(), "keras_medyate", "weights")
+    return files.cache_dir("weights")
 
 
-def _keras_home() -> str:
-    home = os.environ.get("KERAS_HOME")
-    if home:
-        return os.path.abspath(os.path.expanduser(home))
-    return os.path.join(os.path.expanduser("~"), ".keras")
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Returns the hex SHA-256 digest of a file.
-
-    Example:
-        >>> import tempfile
-        >>> from keras_medyate.models.presets import sha256_of
-        >>> with tempfile.NamedTemporaryFile(delete=False) as f:
-        ...     _ = f.write(b"abc")
-        >>> sha256_of(f.name)[:16]
-        'ba7816bf8f01cfea'
-
-    Args:
-        path: The file to hash.
-
-    Returns:
-        64 lowercase hexadecimal characters.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+# One checksum helper for the whole package.
+sha256_of = files.sha256_of
 
 
 def _verify(path: str, preset: str) -> str:
@@ -278,7 +252,7 @@ def resolve_weights(
         if os.path.isfile(candidate):
             return _verify(candidate, preset)
     try:
-        path = _download(spec["url"], fname, spec["sha256"], _keras_home())
+        path = _download(spec["url"], fname, spec["sha256"], files.keras_home())
     except Exception as error:  # network and checksum errors come in many types
         raise FileNotFoundError(
             f"Preset {preset!r} ({fname!r}) was not found locally (looked in "
