@@ -36,7 +36,7 @@ NOTEBOOKS = sorted(name for name in os.listdir(COLAB) if name.endswith(".ipynb")
 WEIGHTS_DIR = os.path.join(SHARED_DATA, "weights")
 #: Each notebook must run in under 3 minutes in smoke mode; the assert allows
 #: 50 % slack for a loaded CI machine (override with this variable).
-SMOKE_LIMIT_SECONDS = float(os.environ.get("KERAS_MEDYATE_NOTEBOOK_LIMIT", 270))
+SMOKE_LIMIT_SECONDS = float(os.environ.get("KERAS_MEDYATE_NOTEBOOK_LIMIT", "270"))
 CELL_TIMEOUT_SECONDS = 600
 #: Notebooks not executed here, with the reason (shown by `pytest -rs`).
 NOT_EXECUTED = {}
@@ -150,3 +150,22 @@ def test_notebook_runs_in_smoke_mode(name, notebook_env, tmp_path, monkeypatch):
             f"no figure in this cell of {name}:\n{cell.source}")
     assert seconds < SMOKE_LIMIT_SECONDS, (
         f"{name} took {seconds:.0f} s in smoke mode (limit {SMOKE_LIMIT_SECONDS:.0f} s)")
+
+
+def test_kotlin_of_the_on_device_tutorial_is_quoted_from_the_android_guide():
+    guide_path = os.path.join(REPO, "tflite_export", "ANDROID.md")
+    if not os.path.exists(guide_path):
+        pytest.skip("tflite_export/ANDROID.md is not written yet")
+    with open(guide_path, encoding="utf-8") as f:
+        guide = f.read()
+    text = "\n".join(c.source for c in read("02_on_device_training.ipynb").cells
+                     if c.cell_type == "markdown")
+    blocks = re.findall(r"```kotlin\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks, "the on-device tutorial quotes no Kotlin from ANDROID.md"
+    def lines(text):  # excerpts may be re-indented
+        return "\n".join(line.strip() for line in text.strip().splitlines())
+
+    for block in blocks:
+        assert lines(block) in lines(guide), (
+            "Kotlin in 02_on_device_training.ipynb differs from tflite_export/ANDROID.md; "
+            f"quote it again:\n{block[:500]}")
