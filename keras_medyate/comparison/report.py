@@ -137,14 +137,16 @@ def paired_lines(rows, reference="medyate"):
 
 
 def plot_accuracy_vs_budget(rows, path):
-    """Top-1 vs budget per method (mean ± std over seeds), one panel per dataset."""
-    import matplotlib
+    """Top-1 vs budget per method (mean ± std over seeds), one panel per dataset.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Saves the figure to `path` and returns it (a `matplotlib.figure.Figure`,
+    independent of pyplot, so notebooks keep their backend).
+    """
+    from matplotlib.figure import Figure
 
     panels = _groups(rows, ("model", "dataset"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    fig = Figure(figsize=(6 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, ((model, dataset), subset) in zip(axes[0], panels.items()):
         budgets = sorted({r["budget_units"] for r in subset
                           if r["method"] not in ("full", "classifier")})
@@ -170,7 +172,7 @@ def plot_accuracy_vs_budget(rows, path):
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def plot_selection_heatmap(selection, path, title):
@@ -181,16 +183,14 @@ def plot_selection_heatmap(selection, path, title):
             `epochs` (list of {layer: [indices]}), as written by
             `selection_record`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     layers = selection["layers"]
     counts = np.array(selection["num_channels"], np.float64)
     grid = np.array([[len(epoch.get(name, [])) for name in layers]
                      for epoch in selection["epochs"]]) / counts
-    fig, ax = plt.subplots(figsize=(1.2 + 0.35 * len(selection["epochs"]), 1.5 + 0.25 * len(layers)))
+    fig = Figure(figsize=(1.2 + 0.35 * len(selection["epochs"]), 1.5 + 0.25 * len(layers)))
+    ax = fig.subplots()
     image = ax.imshow(grid.T, aspect="auto", cmap="viridis", vmin=0)
     ax.set_yticks(range(len(layers)))
     ax.set_yticklabels(layers, fontsize=7)
@@ -201,7 +201,7 @@ def plot_selection_heatmap(selection, path, title):
     fig.colorbar(image, ax=ax, label="fraction of input channels trained")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def selection_record(resampler):
@@ -219,17 +219,16 @@ def selection_record(resampler):
 def plot_layer_ranking(ranking, plans, path, title):
     """Cumulated LaRa per layer (topological order), marking each budget's top-K."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     names = ranking.layer_names
     scores = np.array([ranking.scores["lara"][n] for n in names])
-    fig, ax = plt.subplots(figsize=(max(8, 0.22 * len(names)), 4))
+    fig = Figure(figsize=(max(8, 0.22 * len(names)), 4))
+    ax = fig.subplots()
     ax.bar(range(len(names)), scores, color="lightgray", label="not in a search space")
     for index, (budget, plan) in enumerate(sorted(plans.items(), reverse=True)):
         chosen = [i for i, n in enumerate(names) if n in set(plan.layers)]
-        ax.bar(chosen, scores[chosen], color=plt.cm.viridis(0.25 + 0.3 * index),
+        ax.bar(chosen, scores[chosen], color=matplotlib.colormaps["viridis"](0.25 + 0.3 * index),
                label=f"top-{len(chosen)} for {int(budget):,} units")
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=90, fontsize=6)
@@ -238,7 +237,7 @@ def plot_layer_ranking(ranking, plans, path, title):
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def write_json(path, value):
