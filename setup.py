@@ -26,7 +26,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["keras_medyate", "keras_medyate.*",
                                     "tflite_export", "tflite_export.*"]),
-    package_data={"keras_medyate": ["rankings/*.json", "rankings/README.md"]},
+    package_data={"keras_medyate": ["rankings/*.json", "rankings/README.md"],
+                  "tflite_export": ["README.md", "ANDROID.md"]},
     install_requires=[
         "tensorflow==2.21.*",
         "keras>=3.10",

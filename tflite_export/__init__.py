@@ -1,4 +1,47 @@
-"""On-device (LiteRT) training export for keras-medyate.
+"""On-device (LiteRT) MeDyate fine-tuning: a builtin-only trainable `.tflite`.
 
-Empty for now: the builtin-only exporter lands with issue #4.
+`export_training_model` turns a Keras model and its `kmd.plan` into a LiteRT
+model whose signatures run the whole method on the phone: `train` (one SGD
+step on the selected input channels of the search space and the classifier,
+accumulating per-channel gradient norms), `resample` (the MeDyate sampler
+itself), `infer`, `set_mask`, and `get/set_weights`, `get/set_state` for
+persistence. Only LiteRT builtin operators are used (no Flex).
+
+`OnDeviceTrainer` drives such a file from Python through
+`ai_edge_litert.interpreter.Interpreter`, exactly as the Android app does;
+importing it does not import TensorFlow.
+
+Example:
+
+```python
+import keras_medyate as kmd
+from tflite_export import OnDeviceTrainer, export_training_model
+
+plan = kmd.plan(model, budget=15936, ranking="lara")
+export_training_model(model, plan, "medyate.tflite", batch_size=8, learning_rate=0.05)
+
+trainer = OnDeviceTrainer("medyate.tflite", num_threads=2)
+history = trainer.fit(train_batches, epochs=10, seed=0)   # resample + train, per epoch
+probabilities = trainer.infer(images)
+weights = trainer.get_weights()          # {"<layer>/kernel": ndarray, ...}
+```
+
+See `tflite_export/README.md` (signature contract, measurements) and
+`tflite_export/ANDROID.md` (Kotlin).
 """
+
+__all__ = ["OnDeviceTrainer", "export_training_model"]
+
+
+def __getattr__(name):
+    # Lazy: `OnDeviceTrainer` needs only numpy + ai_edge_litert, and the
+    # exporter pulls in TensorFlow; an app-side process imports only what it uses.
+    if name == "export_training_model":
+        from tflite_export.exporter import export_training_model  # noqa: PLC0415
+
+        return export_training_model
+    if name == "OnDeviceTrainer":
+        from tflite_export.on_device import OnDeviceTrainer  # noqa: PLC0415
+
+        return OnDeviceTrainer
+    raise AttributeError(f"module 'tflite_export' has no attribute {name!r}")

@@ -1,0 +1,190 @@
+"""`export_training_model`: Keras model + plan → builtin-only trainable `.tflite`.
+
+Steps: check the arguments and that the plan belongs to the model; build the
+`TrainingModule` (hand-written forward/backward, on-device sampler); save it
+as a SavedModel in a temporary directory; convert it with
+`supported_ops=[TFLITE_BUILTINS]` only; check the flatbuffer's operator codes
+(no Flex, no custom op may remain); write the file atomically.
+
+Example:
+
+>>> import os, tempfile, keras
+>>> import keras_medyate as kmd
+>>> from tflite_export import export_training_model
+>>> model = keras.Sequential([keras.Input((8, 8, 3)),
+...     keras.layers.Conv2D(4, 3, name="c1"), keras.layers.GlobalAveragePooling2D(),
+...     keras.layers.Dense(2, name="head")])
+>>> plan = kmd.plan(model, budget=100)
+>>> path = os.path.join(tempfile.mkdtemp(), "model.tflite")
+>>> summary = export_training_model(model, plan, path, batch_size=2, learning_rate=0.1)
+>>> [op for op in summary.operators if op.startswith("CUSTOM")]
+[]
+"""
+
+import dataclasses
+import math
+import os
+import re
+import tempfile
+
+import tensorflow as tf
+
+from keras_medyate import inventory as inventory_lib
+from keras_medyate import planning
+from tflite_export import flatbuffer
+from tflite_export import signatures as signatures_lib
+
+FILL_MODES = ("stop",)
+
+
+@dataclasses.dataclass
+class ExportSummary:
+    """What `export_training_model` wrote.
+
+    Attributes:
+        path: str, the `.tflite` file.
+        size_bytes: int, its size.
+        operators: sorted list of the LiteRT builtin operators it uses.
+        metadata: dict, the JSON the `metadata` signature returns.
+        min_runtime_version: str, the oldest LiteRT/TFLite runtime the
+            converter says can run the file.
+    """
+
+    path: str
+    size_bytes: int
+    operators: list
+    metadata: dict
+    min_runtime_version: str = None
+
+
+def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
+                          epsilon=1e-3, fill="stop", infer_batch_size=None):
+    """Writes a LiteRT model that fine-tunes `model` on the device with MeDyate.
+
+    The file runs with builtin LiteRT operators only (no Flex/Select TF ops,
+    no custom op) and has these signatures (full contract in
+    `tflite_export/README.md`): `infer(x)`, `train(x, y)`, `resample(seed)`,
+    `set_mask(mask)`, `get_weights(unused)`, `set_weights(...)`,
+    `get_state(unused)`, `set_state(...)`, `set_learning_rate(learning_rate)`,
+    `metadata(unused)`.
+
+    `train` is one plain-SGD step (`w -= learning_rate * dL/dw`) on the mean
+    sparse cross-entropy, updating the selected input channels of the plan's
+    search-space kernels and the classifier's kernel and bias; biases of the
+    search space and every other weight are constants. BatchNormalization
+    layers always run in inference mode (frozen).
+
+    Args:
+        model: a built functional or Sequential `keras.Model` (its current
+            weights are the starting point). Supported layers: see
+            `tflite_export.graph`.
+        plan: the `Plan` made for `model` by `kmd.plan`.
+        path: str, output file; must end with `.tflite`.
+        batch_size: int, the static batch size of `train`. Static because a
+            dynamic batch leaves `BroadcastGradientArgs` (Flex) in gradient
+            code, and fixed shapes let LiteRT plan the memory once.
+            Defaults to 8.
+        learning_rate: float, the initial SGD learning rate (changeable on the
+            device with `set_learning_rate`). Defaults to 0.01.
+        epsilon: float in [0, 1), MeDyate's relative floor of the sampling
+            weights. Defaults to 1e-3.
+        fill: `"stop"`, the budget fill mode (the only one on the device).
+        infer_batch_size: int, or None (default) for a dynamic batch in
+            `infer` (forward-only code has no broadcast-gradient op).
+
+    Returns:
+        An `ExportSummary`.
+
+    Raises:
+        ValueError: bad arguments, or a plan made for another model.
+        tflite_export.graph.UnsupportedLayerError: a layer the builtin
+            training graph does not implement (named with its class).
+        tflite_export.flatbuffer.NonBuiltinOpsError: the conversion would
+            need Flex or custom operators (named).
+    """
+    _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill,
+                     infer_batch_size)
+    module = signatures_lib.TrainingModule(model, plan, batch_size, infer_batch_size,
+                                           learning_rate, epsilon, fill)
+    data = _convert(module)
+    source = os.path.basename(path)
+    flatbuffer.check_builtin_only(data, source)
+    operators = flatbuffer.operators(data, source)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix=".tflite.tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return ExportSummary(path=path, size_bytes=len(data), operators=operators,
+                         metadata=module.meta,
+                         min_runtime_version=flatbuffer.min_runtime_version(data))
+
+
+def _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill,
+                     infer_batch_size):
+    if not isinstance(plan, planning.Plan):
+        raise ValueError(f"`plan` must be a `Plan` from `kmd.plan(...)`, got {type(plan).__name__}.")
+    inventory_lib.check_graph_model(model)
+    fingerprint = inventory_lib.model_fingerprint(inventory_lib.inventory(model))
+    if plan.fingerprint != fingerprint:
+        raise ValueError(
+            f"The plan was made for another model (fingerprint {plan.fingerprint}, this "
+            f"model's is {fingerprint}). Call `kmd.plan(model, budget, ...)` on the model "
+            "you export."
+        )
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).endswith(".tflite"):
+        raise ValueError(f"`path` must be a file name ending with '.tflite', got {path!r}.")
+    for name, value in (("batch_size", batch_size), ("infer_batch_size", infer_batch_size)):
+        if value is None and name == "infer_batch_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
+            or not math.isfinite(learning_rate) or learning_rate <= 0):
+        raise ValueError(f"`learning_rate` must be a positive finite float, got {learning_rate!r}.")
+    if not isinstance(epsilon, (int, float)) or not 0 <= epsilon < 1:
+        raise ValueError(f"`epsilon` must be in [0, 1), got {epsilon!r}.")
+    if fill not in FILL_MODES:
+        raise ValueError(
+            f"`fill` must be one of {FILL_MODES} on the device, got {fill!r}: the 'skip' "
+            "fill is sequential and has no builtin-op form; export with fill='stop'."
+        )
+
+
+def _convert(module):
+    """SavedModel → `.tflite` bytes with builtin ops only; clear error otherwise."""
+    functions = module.signatures()
+    with tempfile.TemporaryDirectory(prefix="medyate_export_") as directory:
+        tf.saved_model.save(module, directory, signatures=functions)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            directory, signature_keys=list(functions))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.allow_custom_ops = False
+        converter.experimental_enable_resource_variables = True
+        try:
+            return converter.convert()
+        except Exception as error:  # ConverterError and friends
+            message = str(error)
+            needed = _ops_after(message, "TF Select ops:") + _ops_after(message, "Custom ops:")
+            if needed or "neither a custom op nor a flex op" in message:
+                raise flatbuffer.NonBuiltinOpsError(
+                    "The training graph needs operators that are not LiteRT builtins: "
+                    f"{sorted(set(needed)) or 'see the converter message'}. This is a bug "
+                    "of the builtin-only exporter for this model's layers; please report "
+                    f"it with the model summary.\nConverter message (end):\n{message[-1500:]}"
+                ) from error
+            raise
+
+
+def _ops_after(message, label):
+    ops = []
+    for line in message.splitlines():
+        if line.strip().startswith(label):
+            ops += [op.strip() for op in re.split(r"[,\s]+", line.split(label, 1)[1]) if op.strip()]
+    return ops

@@ -1,0 +1,422 @@
+"""Reads a Keras 3 functional graph into a flat list of supported steps.
+
+The exporter never calls Keras layers: it re-implements each supported layer
+with TensorFlow ops that convert to LiteRT builtins (see `layer_ops`). This
+module is the bridge: it walks the model's symbolic graph (every KerasTensor's
+`_keras_history` points at the layer node that produced it), in topological
+order, flattening nested functional/Sequential sub-models, and describes each
+layer as a `Step` with the parameters the builtin implementation needs.
+
+Supported layers: `InputLayer`, `Conv2D` (groups=1, dilation 1, "valid" or
+"same"), `DepthwiseConv2D` (dilation 1, any depth multiplier), `Dense`,
+`ZeroPadding2D`, `Add`, `ReLU` (no negative slope or threshold),
+`Activation("relu" | "relu6" | "linear" | "softmax")`, frozen
+`BatchNormalization` (channels last), `GlobalAveragePooling2D`, `Flatten`,
+`Reshape`, `Dropout` (identity: inference behaviour) and a final `Softmax`.
+Conv and Dense layers may carry `activation="relu" | "relu6" | "linear"` (and
+"softmax" on the classifier).
+
+Example:
+
+>>> import keras
+>>> from tflite_export import graph
+>>> model = keras.Sequential([keras.Input((8, 8, 3)),
+...     keras.layers.Conv2D(4, 3, activation="relu", name="c1"),
+...     keras.layers.GlobalAveragePooling2D(name="gap"),
+...     keras.layers.Dense(2, name="head")])
+>>> [(s.name, s.kind) for s in graph.build_graph(model).steps]
+[('c1', 'conv'), ('c1', 'relu'), ('gap', 'gap'), ('head', 'dense')]
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+STEP_KINDS = ("conv", "depthwise", "dense", "pad", "add", "relu", "affine",
+              "gap", "reshape", "identity")
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer (or layer option) the builtin-only training graph cannot express."""
+
+
+@dataclasses.dataclass
+class Step:
+    """One operation of the flattened graph.
+
+    Attributes:
+        name: str, the layer name (prefixed `"outer/"` inside nested models),
+            as in `kmd.plan(...).layers`.
+        kind: str, one of `STEP_KINDS`.
+        inputs: tuple of int, ids of the input tensors.
+        output: int, id of the output tensor.
+        layer: the Keras layer (None for synthetic steps).
+        params: dict, kind-specific parameters (strides, padding, constants).
+    """
+
+    name: str
+    kind: str
+    inputs: tuple
+    output: int
+    layer: object = None
+    params: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class LayerGraph:
+    """The model as a list of steps in topological order.
+
+    Attributes:
+        steps: list of `Step`.
+        input_id: int, id of the model input tensor.
+        logits_id: int, id of the tensor the cross-entropy is computed on.
+        output_softmax: bool, True if the model outputs `softmax(logits)`.
+        shapes: dict id → static shape tuple (batch dimension None).
+        input_shape: tuple, the model input shape without the batch dimension.
+        num_classes: int, size of the logits.
+    """
+
+    steps: list
+    input_id: int
+    logits_id: int
+    output_softmax: bool
+    shapes: dict
+    input_shape: tuple
+    num_classes: int
+
+    def step_of_layer(self, name, kind=None):
+        """The step implementing layer `name` (and of `kind`, if given)."""
+        for step in self.steps:
+            if step.name == name and (kind is None or step.kind == kind):
+                return step
+        raise KeyError(f"No step for layer {name!r} in the exported graph.")
+
+    def producer(self, tensor):
+        """The step that outputs `tensor` (None for the model input)."""
+        for step in self.steps:
+            if step.output == tensor:
+                return step
+        return None
+
+    def logits_layer(self):
+        """Name of the layer computing the logits (identity steps skipped)."""
+        step = self.producer(self.logits_id)
+        while step is not None and step.kind == "identity":
+            step = self.producer(step.inputs[0])
+        return None if step is None else step.name
+
+    def consumers(self):
+        """dict tensor id → list of steps that read it."""
+        result = {}
+        for step in self.steps:
+            for tensor in step.inputs:
+                result.setdefault(tensor, []).append(step)
+        return result
+
+
+def build_graph(model):
+    """Flattens a built functional or Sequential Keras model into a `LayerGraph`.
+
+    Args:
+        model: a built `keras.Model` with one image-like input and one output.
+
+    Returns:
+        A `LayerGraph`.
+
+    Raises:
+        UnsupportedLayerError: a layer, or an option of a layer, that the
+            builtin training graph does not implement; the message names the
+            layer, its class and what to change.
+        ValueError: the model has several inputs/outputs or unknown shapes.
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            f"Model {model.name!r} has {len(model.inputs)} inputs and "
+            f"{len(model.outputs)} outputs; the on-device export supports one image "
+            "input and one classification output."
+        )
+    builder = _Builder()
+    input_id = builder.tensor_id(model.inputs[0])
+    output_id = builder.walk(model, prefix="")
+    steps = builder.steps
+    shapes = builder.shapes
+    input_shape = tuple(shapes[input_id][1:])
+    if any(d is None for d in input_shape):
+        raise ValueError(
+            f"Model {model.name!r} has an unknown input size {input_shape}; build it "
+            "with a fixed `keras.Input(shape=(H, W, C))`."
+        )
+    logits_id, output_softmax = output_id, False
+    if steps and steps[-1].kind == "softmax":
+        last = steps.pop()
+        logits_id, output_softmax = last.inputs[0], True
+    seen = set()
+    for step in steps:
+        if step.kind in ("conv", "depthwise", "dense"):
+            if step.name in seen:
+                raise UnsupportedLayerError(
+                    f"Layer {step.name!r} ({type(step.layer).__name__}) is called more than "
+                    "once (a shared layer); its kernel would receive several gradients. "
+                    "Use a distinct layer per call."
+                )
+            seen.add(step.name)
+        if step.kind == "softmax":
+            raise UnsupportedLayerError(
+                f"Layer {step.name!r} applies a softmax inside the network; only a final "
+                "softmax (the model output) is supported."
+            )
+    logits_shape = shapes[logits_id]
+    if len(logits_shape) != 2:
+        raise UnsupportedLayerError(
+            f"The model output must be (batch, classes) logits or probabilities, got "
+            f"shape {logits_shape}. Add a `GlobalAveragePooling2D`/`Flatten` before the "
+            "classifier."
+        )
+    return LayerGraph(steps=steps, input_id=input_id, logits_id=logits_id,
+                      output_softmax=output_softmax, shapes=shapes,
+                      input_shape=input_shape, num_classes=int(logits_shape[-1]))
+
+
+class _Builder:
+    """Depth-first walk from the outputs, emitting steps in topological order."""
+
+    def __init__(self):
+        self.steps = []
+        self.shapes = {}
+        self._ids = {}
+        self._done = {}
+        self._next = 0
+
+    def tensor_id(self, keras_tensor):
+        key = id(keras_tensor)
+        if key not in self._ids:
+            self._ids[key] = self._new_id(tuple(keras_tensor.shape))
+            # Keep the KerasTensor alive so that id() stays unique.
+            self._done.setdefault(("tensor", key), keras_tensor)
+        return self._ids[key]
+
+    def _new_id(self, shape):
+        tensor = self._next
+        self._next += 1
+        self.shapes[tensor] = shape
+        return tensor
+
+    def alias(self, keras_tensor, tensor):
+        """Makes `keras_tensor` refer to an existing tensor id."""
+        self._ids[id(keras_tensor)] = tensor
+        self._done.setdefault(("tensor", id(keras_tensor)), keras_tensor)
+
+    def walk(self, model, prefix):
+        """Emits the steps of `model`; returns the id of its output."""
+        return self._resolve(model.outputs[0], prefix)
+
+    def _resolve(self, keras_tensor, prefix):
+        key = id(keras_tensor)
+        if key in self._ids:
+            return self._ids[key]
+        history = getattr(keras_tensor, "_keras_history", None)
+        if history is None or history.operation is None:
+            return self.tensor_id(keras_tensor)
+        operation = history.operation
+        node = operation._inbound_nodes[history.node_index]
+        inputs = [self._resolve(t, prefix) for t in node.input_tensors]
+        if isinstance(operation, keras.layers.InputLayer):
+            return self.tensor_id(keras_tensor)
+        if isinstance(operation, keras.Model):
+            return self._nested(operation, node, inputs, keras_tensor, prefix)
+        if len(node.output_tensors) != 1:
+            raise UnsupportedLayerError(
+                f"Layer {prefix}{operation.name!r} ({type(operation).__name__}) has "
+                f"{len(node.output_tensors)} outputs; only single-output layers are "
+                "supported."
+            )
+        self._emit(operation, f"{prefix}{operation.name}", inputs, node.output_tensors[0])
+        return self._ids[key]
+
+    def _nested(self, model, node, inputs, keras_tensor, prefix):
+        if not isinstance(model, keras.Sequential) and not hasattr(model, "_nodes_by_depth"):
+            raise UnsupportedLayerError(
+                f"Nested model {prefix}{model.name!r} ({type(model).__name__}) is "
+                "subclassed; only functional and Sequential sub-models can be exported."
+            )
+        if len(model.inputs) != 1 or len(inputs) != 1 or len(model.outputs) != 1:
+            raise UnsupportedLayerError(
+                f"Nested model {prefix}{model.name!r} must have one input and one output."
+            )
+        self.alias(model.inputs[0], inputs[0])
+        inner = self.walk(model, prefix=f"{prefix}{model.name}/")
+        self.alias(node.output_tensors[0], inner)
+        return self._ids[id(keras_tensor)]
+
+    def _emit(self, layer, name, inputs, keras_output):
+        output_shape = tuple(keras_output.shape)
+        kind, params, activation = _describe(layer, name, inputs, self.shapes)
+        if activation in (None, "linear"):
+            out = self.tensor_id(keras_output)
+            self.steps.append(Step(name, kind, tuple(inputs), out, layer, params))
+            return
+        # A fused activation becomes a separate step on a synthetic tensor.
+        pre = self._new_id(output_shape)
+        self.steps.append(Step(name, kind, tuple(inputs), pre, layer, params))
+        out = self.tensor_id(keras_output)
+        if activation == "softmax":
+            self.steps.append(Step(name, "softmax", (pre,), out, layer, {}))
+        else:
+            self.steps.append(Step(name, "relu", (pre,), out, layer,
+                                   {"max_value": 6.0 if activation == "relu6" else None}))
+
+
+def _activation_name(layer, name):
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    fn_name = getattr(activation, "__name__", str(activation))
+    if fn_name in ("linear", "relu", "relu6", "softmax"):
+        return fn_name
+    raise UnsupportedLayerError(
+        f"Layer {name!r} ({type(layer).__name__}) uses activation {fn_name!r}; the "
+        "on-device training graph supports 'linear', 'relu', 'relu6' (and 'softmax' on "
+        "the classifier). Use one of these or a separate ReLU layer."
+    )
+
+
+def _check_channels_last(layer, name):
+    fmt = getattr(layer, "data_format", "channels_last")
+    if fmt != "channels_last":
+        raise UnsupportedLayerError(
+            f"Layer {name!r} ({type(layer).__name__}) uses data_format={fmt!r}; only "
+            "'channels_last' (NHWC, the LiteRT layout) is supported."
+        )
+
+
+def _check_regularizers(layer, name):
+    for attribute in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+        if getattr(layer, attribute, None) is not None:
+            raise UnsupportedLayerError(
+                f"Layer {name!r} ({type(layer).__name__}) has a {attribute}; the "
+                "on-device loss is the plain cross-entropy. Remove the regularizer "
+                "before exporting."
+            )
+
+
+def _conv_params(layer, name, input_shape):
+    _check_channels_last(layer, name)
+    _check_regularizers(layer, name)
+    if tuple(layer.dilation_rate) != (1, 1):
+        raise UnsupportedLayerError(
+            f"Layer {name!r} ({type(layer).__name__}) has dilation_rate="
+            f"{tuple(layer.dilation_rate)}; only (1, 1) is supported."
+        )
+    if layer.padding not in ("valid", "same"):
+        raise UnsupportedLayerError(
+            f"Layer {name!r} ({type(layer).__name__}) has padding={layer.padding!r}; "
+            "only 'valid' and 'same' are supported."
+        )
+    kh, kw = (int(k) for k in layer.kernel_size)
+    sh, sw = (int(s) for s in layer.strides)
+    height, width = int(input_shape[1]), int(input_shape[2])
+    if layer.padding == "same":
+        pads = (_same_pads(height, kh, sh), _same_pads(width, kw, sw))
+    else:
+        pads = ((0, 0), (0, 0))
+    return {"kernel_size": (kh, kw), "strides": (sh, sw), "padding": layer.padding,
+            "pads": pads, "use_bias": bool(layer.use_bias)}
+
+
+def _same_pads(size, kernel, stride):
+    """TensorFlow's SAME padding (before, after) along one axis."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return (total // 2, total - total // 2)
+
+
+def _describe(layer, name, inputs, shapes):
+    """(kind, params, fused activation name) of one Keras layer."""
+    cls = type(layer).__name__
+    in_shape = shapes[inputs[0]] if inputs else None
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        params = _conv_params(layer, name, in_shape)
+        params["depth_multiplier"] = int(layer.depth_multiplier)
+        return "depthwise", params, _activation_name(layer, name)
+    if isinstance(layer, keras.layers.Conv2D) and type(layer).__name__ == "Conv2D":
+        params = _conv_params(layer, name, in_shape)
+        if int(layer.groups) != 1:
+            raise UnsupportedLayerError(
+                f"Layer {name!r} (Conv2D) has groups={layer.groups}; only groups=1 is "
+                "supported (use DepthwiseConv2D for depthwise convolutions)."
+            )
+        return "conv", params, _activation_name(layer, name)
+    if isinstance(layer, keras.layers.Dense) and cls == "Dense":
+        _check_regularizers(layer, name)
+        if getattr(layer, "lora_enabled", False):
+            raise UnsupportedLayerError(f"Layer {name!r} (Dense) has LoRA enabled; disable it.")
+        return "dense", {"use_bias": bool(layer.use_bias)}, _activation_name(layer, name)
+    if isinstance(layer, keras.layers.ZeroPadding2D):
+        _check_channels_last(layer, name)
+        (top, bottom), (left, right) = layer.padding
+        return "pad", {"pads": ((int(top), int(bottom)), (int(left), int(right)))}, None
+    if isinstance(layer, keras.layers.Add):
+        return "add", {}, None
+    if isinstance(layer, keras.layers.ReLU):
+        if float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
+            raise UnsupportedLayerError(
+                f"Layer {name!r} (ReLU) has negative_slope={float(layer.negative_slope)} "
+                f"and threshold={float(layer.threshold)}; only the plain (clipped) ReLU "
+                "is supported."
+            )
+        max_value = None if layer.max_value is None else float(layer.max_value)
+        return "relu", {"max_value": max_value}, None
+    if isinstance(layer, keras.layers.Activation):
+        activation = _activation_name(layer, name)
+        if activation == "linear":
+            return "identity", {}, None
+        if activation == "softmax":
+            return "softmax", {}, None
+        return "relu", {"max_value": 6.0 if activation == "relu6" else None}, None
+    if isinstance(layer, keras.layers.Softmax):
+        axis = layer.axis if isinstance(layer.axis, int) else tuple(layer.axis)
+        if axis not in (-1, len(in_shape) - 1, (-1,)):
+            raise UnsupportedLayerError(
+                f"Layer {name!r} (Softmax) normalizes over axis {layer.axis}; only the "
+                "last axis is supported."
+            )
+        return "softmax", {}, None
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return "affine", _batchnorm_params(layer, name, in_shape), None
+    if isinstance(layer, keras.layers.GlobalAveragePooling2D):
+        _check_channels_last(layer, name)
+        return "gap", {"keepdims": bool(layer.keepdims)}, None
+    if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape)):
+        if isinstance(layer, keras.layers.Flatten):
+            _check_channels_last(layer, name)
+        return "reshape", {}, None
+    if isinstance(layer, keras.layers.Dropout):
+        return "identity", {}, None
+    raise UnsupportedLayerError(
+        f"Layer {name!r} of class {cls} is not supported by the builtin-only training "
+        "export. Supported: Conv2D, DepthwiseConv2D, Dense, ZeroPadding2D, Add, ReLU, "
+        "Activation(relu/relu6/linear/softmax), BatchNormalization (frozen), "
+        "GlobalAveragePooling2D, Flatten, Reshape, Dropout, Softmax (last)."
+    )
+
+
+def _batchnorm_params(layer, name, in_shape):
+    axis = layer.axis if isinstance(layer.axis, int) else list(layer.axis)
+    rank = len(in_shape)
+    if isinstance(axis, list):
+        axis = axis[0] if len(axis) == 1 else None
+    if axis is None or axis % rank != rank - 1:
+        raise UnsupportedLayerError(
+            f"Layer {name!r} (BatchNormalization) normalizes axis {layer.axis}; only the "
+            "last (channels) axis is supported."
+        )
+    mean = np.asarray(keras.ops.convert_to_numpy(layer.moving_mean), np.float64)
+    variance = np.asarray(keras.ops.convert_to_numpy(layer.moving_variance), np.float64)
+    gamma = (np.asarray(keras.ops.convert_to_numpy(layer.gamma), np.float64)
+             if layer.scale else np.ones_like(mean))
+    beta = (np.asarray(keras.ops.convert_to_numpy(layer.beta), np.float64)
+            if layer.center else np.zeros_like(mean))
+    scale = gamma / np.sqrt(variance + float(layer.epsilon))
+    shift = beta - mean * scale
+    return {"scale": scale.astype(np.float32), "shift": shift.astype(np.float32)}

@@ -1,0 +1,276 @@
+"""Forward and backward of each supported layer, in builtin-convertible TF ops.
+
+TensorFlow's own gradients of convolutions, ReLU and the softmax
+cross-entropy are kernels (`Conv2DBackpropFilter`, `ReluGrad`,
+`SparseSoftmaxCrossEntropyWithLogits`…) that LiteRT only runs through the Flex
+delegate, which current runtimes no longer ship. Every function here is
+written with ops that the converter lowers to LiteRT builtins
+(`CONV_2D`, `DEPTHWISE_CONV_2D`, `TRANSPOSE_CONV`, `FULLY_CONNECTED`,
+`BATCH_MATMUL`, `STRIDED_SLICE`, `PAD`, `RESHAPE`, `SELECT_V2`, `SUM`…):
+
+- kernel gradient of a k×k conv: for every tap (i, j), the strided slice of
+  the padded input that the tap reads, times the output gradient:
+  `dK[i, j] = Xs(i, j)ᵀ · dZ` (one matmul per tap);
+- input gradient of a conv: `conv2d_transpose` of the output gradient;
+- depthwise kernel gradient: per tap, `sum(Xs(i, j) * dZ)` over batch and
+  positions;
+- depthwise input gradient: depthwise conv of the zero-inserted, padded
+  output gradient with the spatially flipped kernel;
+- ReLU / clipped ReLU: a boolean mask `0 < y < max` taken in the forward pass;
+- cross-entropy: `logsumexp(logits) - logits[y]`, gradient
+  `(softmax(logits) - onehot(y)) / batch`.
+
+All shapes are static (NHWC, batch included) except in the inference path.
+
+Example:
+
+>>> import numpy as np, tensorflow as tf
+>>> from tflite_export import layer_ops
+>>> x = tf.constant(np.random.rand(2, 5, 5, 3), tf.float32)
+>>> dz = tf.ones((2, 3, 3, 4))
+>>> layer_ops.conv_kernel_grad(x, dz, (3, 3), (1, 1), ((0, 0), (0, 0))).shape
+TensorShape([3, 3, 3, 4])
+"""
+
+import tensorflow as tf
+
+
+def pad_nhwc(x, pads):
+    """Zero-pads the two spatial axes of an NHWC tensor by ((top, bottom), (left, right))."""
+    (top, bottom), (left, right) = pads
+    if top == bottom == left == right == 0:
+        return x
+    return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+
+
+def crop_nhwc(x, pads, height, width):
+    """Inverse of `pad_nhwc`: keeps `height` x `width` after the leading pads."""
+    (top, _), (left, _) = pads
+    if x.shape[1] == height and x.shape[2] == width and top == left == 0:
+        return x
+    return x[:, top:top + height, left:left + width, :]
+
+
+# --- forward ------------------------------------------------------------------
+
+
+def conv_forward(x, kernel, bias, strides, padding):
+    """Conv2D as Keras computes it: `conv2d(x, K) + b` (NHWC)."""
+    y = tf.nn.conv2d(x, kernel, strides=[1, *strides, 1], padding=padding.upper())
+    return y if bias is None else tf.nn.bias_add(y, bias)
+
+
+def depthwise_forward(x, kernel, bias, strides, padding):
+    """DepthwiseConv2D: `depthwise_conv2d(x, K) + b`."""
+    y = tf.nn.depthwise_conv2d(x, kernel, strides=[1, *strides, 1], padding=padding.upper())
+    return y if bias is None else tf.nn.bias_add(y, bias)
+
+
+def dense_forward(x, kernel, bias):
+    """Dense over the last axis (inputs of any rank).
+
+    The product is a rank-3 `BATCH_MATMUL` (batch of one): the TF 2.21
+    converter turns a rank-2 `MatMul` into `FULLY_CONNECTED`, fuses a
+    following ReLU into it, and then drops that fused ReLU when it rewrites a
+    `FULLY_CONNECTED` with variable weights into `BATCH_MATMUL` (seen when
+    the bias is absent or zero). `BATCH_MATMUL` has no fused activation.
+    """
+    units = int(kernel.shape[-1])
+    flat = tf.reshape(x, [1, -1, int(x.shape[-1])])
+    y = tf.matmul(flat, tf.expand_dims(kernel, 0))
+    y = tf.reshape(y, _with_last(x, units))
+    return y if bias is None else y + bias
+
+
+def relu_forward(x, max_value):
+    """ReLU (max_value None), ReLU6 (6) or clipped ReLU."""
+    if max_value is None:
+        return tf.nn.relu(x)
+    if float(max_value) == 6.0:
+        return tf.nn.relu6(x)
+    return tf.minimum(tf.nn.relu(x), tf.constant(max_value, x.dtype))
+
+
+def relu_mask(y, max_value):
+    """Where the (clipped) ReLU passes gradient, read from its output `y`."""
+    positive = tf.greater(y, 0.0)
+    if max_value is None:
+        return positive
+    return tf.logical_and(positive, tf.less(y, tf.constant(max_value, y.dtype)))
+
+
+def _with_last(x, size):
+    shape = tf.shape(x) if any(d is None for d in x.shape) else list(x.shape)
+    if isinstance(shape, list):
+        return shape[:-1] + [int(size)]
+    return tf.concat([shape[:-1], [int(size)]], axis=0)
+
+
+# --- loss -----------------------------------------------------------------------
+
+
+def cross_entropy(logits, labels):
+    """Mean sparse categorical cross-entropy and its gradient w.r.t. the logits.
+
+    Args:
+        logits: float32 (B, K).
+        labels: int32 (B,).
+
+    Returns:
+        (loss scalar, dlogits (B, K)).
+    """
+    batch, classes = int(logits.shape[0]), int(logits.shape[1])
+    onehot = tf.one_hot(labels, classes, dtype=logits.dtype)
+    top = tf.reduce_max(logits, axis=1, keepdims=True)
+    shifted = logits - top
+    exp = tf.exp(shifted)
+    total = tf.reduce_sum(exp, axis=1, keepdims=True)
+    log_total = tf.math.log(total)
+    per_sample = tf.reduce_sum(onehot * (log_total - shifted), axis=1)
+    loss = tf.reduce_sum(per_sample) / float(batch)
+    dlogits = (exp / total - onehot) / float(batch)
+    return loss, dlogits
+
+
+# --- backward: convolutions -----------------------------------------------------
+
+
+def _tap(xp, i, j, out_h, out_w, strides):
+    sh, sw = strides
+    return xp[:, i:i + (out_h - 1) * sh + 1:sh, j:j + (out_w - 1) * sw + 1:sw, :]
+
+
+def conv_kernel_grad(x, dz, kernel_size, strides, pads):
+    """dL/dK of a Conv2D (groups=1): one `Xs(i, j)ᵀ · dZ` matmul per tap.
+
+    Args:
+        x: the conv input (B, H, W, Ci), unpadded.
+        dz: gradient w.r.t. the conv output before the bias (B, Ho, Wo, Co).
+        kernel_size: (kh, kw).
+        strides: (sh, sw).
+        pads: ((top, bottom), (left, right)) zero padding of `x`.
+
+    Returns:
+        (kh, kw, Ci, Co).
+    """
+    kh, kw = kernel_size
+    out_h, out_w, co = int(dz.shape[1]), int(dz.shape[2]), int(dz.shape[3])
+    ci = int(x.shape[3])
+    xp = pad_nhwc(x, pads)
+    dz2 = tf.reshape(dz, [-1, co])
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            xs = tf.reshape(_tap(xp, i, j, out_h, out_w, strides), [-1, ci])
+            taps.append(tf.matmul(xs, dz2, transpose_a=True))
+    if len(taps) == 1:
+        return tf.reshape(taps[0], [1, 1, ci, co])
+    return tf.reshape(tf.stack(taps, axis=0), [kh, kw, ci, co])
+
+
+def conv_input_grad(dz, kernel, input_shape, strides, pads):
+    """dL/dX of a Conv2D: `conv2d_transpose` on the padded domain, then crop."""
+    batch, height, width, ci = (int(d) for d in input_shape)
+    kh, kw, _, co = (int(d) for d in kernel.shape)
+    if (kh, kw) == (1, 1) and tuple(strides) == (1, 1) and pads == ((0, 0), (0, 0)):
+        flat = tf.matmul(tf.reshape(dz, [-1, co]), kernel[0, 0], transpose_b=True)
+        return tf.reshape(flat, [batch, height, width, ci])
+    (top, bottom), (left, right) = pads
+    padded = [batch, height + top + bottom, width + left + right, ci]
+    dxp = tf.nn.conv2d_transpose(dz, kernel, output_shape=padded,
+                                 strides=[1, *strides, 1], padding="VALID")
+    return crop_nhwc(dxp, pads, height, width)
+
+
+def depthwise_kernel_grad(x, dz, kernel_size, strides, pads, depth_multiplier):
+    """dL/dK of a DepthwiseConv2D: per tap, `sum(Xs(i, j) * dZ)` (kh, kw, C, dm)."""
+    kh, kw = kernel_size
+    batch, out_h, out_w = (int(d) for d in dz.shape[:3])
+    channels = int(x.shape[3])
+    xp = pad_nhwc(x, pads)
+    if depth_multiplier > 1:
+        dz = tf.reshape(dz, [batch, out_h, out_w, channels, depth_multiplier])
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            xs = _tap(xp, i, j, out_h, out_w, strides)
+            if depth_multiplier > 1:
+                xs = tf.expand_dims(xs, -1)
+            taps.append(tf.reduce_sum(xs * dz, axis=[0, 1, 2]))
+    return tf.reshape(tf.stack(taps, axis=0), [kh, kw, channels, depth_multiplier])
+
+
+def zero_insert(dz, strides):
+    """Inserts `stride - 1` zeros between the spatial positions of an NHWC tensor.
+
+    Only 4-D PAD and RESHAPE ops are used.
+    """
+    sh, sw = strides
+    batch, height, width, channels = (int(d) for d in dz.shape)
+    if sh > 1:
+        z = tf.reshape(dz, [batch, height, 1, width * channels])
+        z = tf.pad(z, [[0, 0], [0, 0], [0, sh - 1], [0, 0]])
+        z = tf.reshape(z, [batch, height * sh, width, channels])
+        dz = z[:, :(height - 1) * sh + 1]
+        height = (height - 1) * sh + 1
+    if sw > 1:
+        z = tf.reshape(dz, [batch * height, width, 1, channels])
+        z = tf.pad(z, [[0, 0], [0, 0], [0, sw - 1], [0, 0]])
+        z = tf.reshape(z, [batch, height, width * sw, channels])
+        dz = z[:, :, :(width - 1) * sw + 1]
+    return dz
+
+
+def depthwise_input_grad(dz, kernel, input_shape, strides, pads):
+    """dL/dX of a DepthwiseConv2D: depthwise conv of the zero-inserted dZ with the
+    flipped kernel (summed over the depth multiplier), then crop."""
+    batch, height, width, channels = (int(d) for d in input_shape)
+    kh, kw, _, multiplier = (int(d) for d in kernel.shape)
+    (top, bottom), (left, right) = pads
+    padded_h, padded_w = height + top + bottom, width + left + right
+    dzu = zero_insert(dz, strides)
+    full_h = int(dzu.shape[1]) + kh - 1
+    full_w = int(dzu.shape[2]) + kw - 1
+    dzu = tf.pad(dzu, [[0, 0], [kh - 1, kh - 1 + padded_h - full_h],
+                       [kw - 1, kw - 1 + padded_w - full_w], [0, 0]])
+    flipped = tf.reverse(kernel, axis=[0, 1])
+    flipped = tf.reshape(flipped, [kh, kw, channels * multiplier, 1])
+    dxp = tf.nn.depthwise_conv2d(dzu, flipped, strides=[1, 1, 1, 1], padding="VALID")
+    if multiplier > 1:
+        dxp = tf.reduce_sum(
+            tf.reshape(dxp, [batch, padded_h, padded_w, channels, multiplier]), axis=-1)
+    return crop_nhwc(dxp, pads, height, width)
+
+
+# --- backward: dense and the rest -------------------------------------------------
+
+
+def dense_kernel_grad(x, dz):
+    """dL/dW of a Dense layer: `Xᵀ · dZ` over every leading position."""
+    flat_x = tf.reshape(x, [-1, int(x.shape[-1])])
+    flat_dz = tf.reshape(dz, [-1, int(dz.shape[-1])])
+    return tf.matmul(flat_x, flat_dz, transpose_a=True)
+
+
+def dense_input_grad(dz, kernel, input_shape):
+    """dL/dX of a Dense layer: `dZ · Wᵀ`."""
+    flat = tf.matmul(tf.reshape(dz, [-1, int(dz.shape[-1])]), kernel, transpose_b=True)
+    return tf.reshape(flat, [int(d) for d in input_shape])
+
+
+def bias_grad(dz):
+    """dL/db: the output gradient summed over every axis but the last."""
+    return tf.reduce_sum(tf.reshape(dz, [-1, int(dz.shape[-1])]), axis=0)
+
+
+def gap_input_grad(dy, input_shape):
+    """dL/dX of a global average pooling: dY / (H W) broadcast over the positions."""
+    batch, height, width, channels = (int(d) for d in input_shape)
+    dy = tf.reshape(dy, [batch, 1, 1, channels]) / float(height * width)
+    return dy * tf.ones([1, height, width, 1], dy.dtype)
+
+
+def channel_norms(gradient, channel_axis):
+    """L2 norm of every input-channel slice (as `SubnetworkModel` measures it)."""
+    axes = [a for a in range(len(gradient.shape)) if a != channel_axis]
+    return tf.sqrt(tf.reduce_sum(tf.square(gradient), axis=axes))

@@ -1,0 +1,223 @@
+"""The `tf.Module` whose signatures become the exported model's entry points.
+
+State lives in plain `tf.Variable`s owned by the module (not Keras
+variables: those are not initialized by LiteRT's `CALL_ONCE` initializer),
+so every signature of the `.tflite` shares it:
+
+- one kernel variable per search-space layer, and the classifier's kernel and
+  bias (the only weights that change on the device);
+- the sampler state over the flat channel pool: `mask`, `memory`,
+  `measured`, `seen`, `norm_sum` (float32 (P,)), `norm_steps`, `max_filled`
+  (float32 (1,)), `epoch` (int32 (1,));
+- `learning_rate` (float32 (1,)).
+
+Every scalar crosses the signature boundary as a rank-1 tensor of length 1,
+and every signature has at least one input (Android's `runSignature` refuses
+an empty input map): the read-only ones take `unused: int32[1]`.
+
+Example (building the module is what `export_training_model` does):
+
+>>> import keras
+>>> import keras_medyate as kmd
+>>> from tflite_export import signatures
+>>> model = keras.Sequential([keras.Input((8, 8, 3)),
+...     keras.layers.Conv2D(4, 3, name="c1"), keras.layers.GlobalAveragePooling2D(),
+...     keras.layers.Dense(2, name="head")])
+>>> plan = kmd.plan(model, budget=100)
+>>> module = signatures.TrainingModule(model, plan, batch_size=2, infer_batch_size=None,
+...                                    learning_rate=0.1, epsilon=1e-3, fill="stop")
+>>> sorted(module.signatures())[:3]
+['get_state', 'get_weights', 'infer']
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_medyate.version import __version__
+from tflite_export import graph as graph_lib
+from tflite_export import layer_ops
+from tflite_export import metadata as metadata_lib
+from tflite_export import sampler
+from tflite_export import training_graph
+
+
+class TrainingModule(tf.Module):
+    """Variables and signatures of the on-device training model.
+
+    Args:
+        model: the Keras model (its current weights are the initial values).
+        plan: the `Plan` (search space, classifier, budget).
+        batch_size: int, static batch of `train`.
+        infer_batch_size: int or None (dynamic batch) for `infer`.
+        learning_rate: float, initial SGD learning rate.
+        epsilon: float, MeDyate's relative weight floor.
+        fill: `"stop"`, the budget fill mode.
+    """
+
+    def __init__(self, model, plan, batch_size, infer_batch_size, learning_rate, epsilon, fill):
+        super().__init__(name="medyate_training")
+        layer_graph = graph_lib.build_graph(model)
+        pool = plan.pool
+        self._graph = layer_graph
+        self._pool = pool
+        self._budget = int(plan.budget_units)
+        self._epsilon = float(epsilon)
+        self._batch = int(batch_size)
+        self._infer_batch = None if infer_batch_size is None else int(infer_batch_size)
+        self._costs = np.asarray(pool.costs, np.int32)
+        self._axes = {name: plan.layer_info(name).channel_axis for name in plan.layers}
+        self._classifier = plan.classifier
+        head = layer_graph.step_of_layer(plan.classifier)
+        if layer_graph.logits_layer() != plan.classifier:
+            raise graph_lib.UnsupportedLayerError(
+                f"The classifier {plan.classifier!r} must produce the logits (its output, or "
+                "the input of the final softmax), but other layers follow it. Make it the "
+                "last layer or pass `classifier=` to `kmd.plan`."
+            )
+
+        weight_keys = [f"{name}/kernel" for name in plan.layers] + [f"{plan.classifier}/kernel"]
+        if head.params.get("use_bias", True):
+            weight_keys.append(f"{plan.classifier}/bias")
+        self.weights = {}
+        shapes = []
+        for key in weight_keys:
+            name, part = key.rsplit("/", 1)
+            layer = layer_graph.step_of_layer(name).layer
+            value = np.asarray(getattr(layer, part).numpy(), np.float32)
+            self.weights[key] = tf.Variable(value, name=metadata_lib.tensor_name(key))
+            axis = self._axes.get(name) if part == "kernel" else None
+            shapes.append((key, value.shape, axis))
+        self._weight_keys = weight_keys
+        self._trainer = training_graph.TrainingGraph(
+            layer_graph, training_graph.WeightSource(layer_graph, self.weights),
+            trained=plan.layers, classifier=plan.classifier)
+
+        size = pool.size
+        self.state = {}
+        for name, dtype, kind in metadata_lib.STATE_TENSORS:
+            shape = (size,) if kind == "pool" else (1,)
+            self.state[name] = tf.Variable(np.zeros(shape, dtype), name=name)
+        self.learning_rate = tf.Variable(np.array([learning_rate], np.float32),
+                                         name="learning_rate")
+        meta = metadata_lib.build(
+            model_name=model.name, input_shape=layer_graph.input_shape,
+            num_classes=layer_graph.num_classes, output_softmax=layer_graph.output_softmax,
+            batch_size=batch_size, infer_batch_size=infer_batch_size,
+            learning_rate=learning_rate, epsilon=epsilon, fill=fill, plan=plan,
+            weight_shapes=shapes, version=__version__)
+        # Stored encoded: tf.Module would wrap a dict attribute for tracking.
+        self._meta_bytes = metadata_lib.encode(meta)
+
+    @property
+    def meta(self):
+        """The metadata dict (a fresh copy)."""
+        return metadata_lib.decode(self._meta_bytes, "the module")
+
+    # --- signature builders -------------------------------------------------------
+
+    def _input_spec(self, batch):
+        return tf.TensorSpec([batch, *self._graph.input_shape], tf.float32, name="x")
+
+    def signatures(self):
+        """dict name → concrete function, one per entry of `metadata.SIGNATURES`."""
+        unused = tf.TensorSpec([1], tf.int32, name="unused")
+        size = self._pool.size
+        weight_specs = [tf.TensorSpec(self.weights[k].shape, tf.float32,
+                                      name=metadata_lib.tensor_name(k))
+                        for k in self._weight_keys]
+        state_specs = [tf.TensorSpec(self.state[n].shape, self.state[n].dtype, name=n)
+                       for n, _, _ in metadata_lib.STATE_TENSORS]
+        functions = {
+            "infer": (self._infer, [self._input_spec(self._infer_batch)]),
+            "train": (self._train, [self._input_spec(self._batch),
+                                    tf.TensorSpec([self._batch], tf.int32, name="y")]),
+            "resample": (self._resample, [tf.TensorSpec([1], tf.int32, name="seed")]),
+            "set_mask": (self._set_mask, [tf.TensorSpec([size], tf.float32, name="mask")]),
+            "get_weights": (self._get_weights, [unused]),
+            "set_weights": (self._set_weights, weight_specs),
+            "get_state": (self._get_state, [unused]),
+            "set_state": (self._set_state, state_specs),
+            "set_learning_rate": (self._set_learning_rate,
+                                  [tf.TensorSpec([1], tf.float32, name="learning_rate")]),
+            "metadata": (self._metadata, [unused]),
+        }
+        assert tuple(sorted(functions)) == tuple(sorted(metadata_lib.SIGNATURES))
+        return {name: tf.function(fn, input_signature=specs).get_concrete_function()
+                for name, (fn, specs) in functions.items()}
+
+    # --- the signatures -----------------------------------------------------------
+
+    def _infer(self, x):
+        logits = self._trainer.logits(x)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+    def _train(self, x, y):
+        weights = self._trainer.weights.read()
+        loss, grads = self._trainer.gradients(x, y, weights)
+        rate = tf.convert_to_tensor(self.learning_rate)
+        mask = tf.convert_to_tensor(self.state["mask"])
+        norms = []
+        for index, name in enumerate(self._pool.layer_names):
+            key = f"{name}/kernel"
+            gradient = grads[key]
+            axis = self._axes[name]
+            norms.append(layer_ops.channel_norms(gradient, axis))
+            start = int(self._pool.offsets[index])
+            count = int(self._pool.num_channels[index])
+            shape = [1] * len(gradient.shape)
+            shape[axis] = count
+            selected = tf.greater(tf.reshape(mask[start:start + count], shape), 0.0)
+            kernel = weights[key]
+            self.weights[key].assign(tf.where(selected, kernel - rate * gradient, kernel))
+        for key in self._weight_keys[len(self._pool.layer_names):]:
+            self.weights[key].assign(weights[key] - rate * grads[key])
+        self.state["norm_sum"].assign_add(tf.concat(norms, axis=0))
+        self.state["norm_steps"].assign_add(tf.ones([1], tf.float32))
+        return {"loss": tf.reshape(loss, [1])}
+
+    def _resample(self, seed):
+        current = {name: tf.convert_to_tensor(v) for name, v in self.state.items()}
+        new, selected, cost = sampler.resample(current, seed, self._costs, self._budget,
+                                               self._epsilon)
+        for name, value in new.items():
+            self.state[name].assign(value)
+        return {"mask": selected, "cost_units": cost,
+                "num_selected": tf.reshape(tf.cast(tf.reduce_sum(selected), tf.int32), [1]),
+                "epoch": new["epoch"]}
+
+    def _set_mask(self, mask):
+        selected = tf.cast(tf.greater(mask, 0.5), tf.float32)
+        self.state["mask"].assign(selected)
+        self.state["seen"].assign(tf.maximum(tf.convert_to_tensor(self.state["seen"]), selected))
+        costs = tf.constant(self._costs, tf.int32)
+        cost = tf.reduce_sum(tf.where(selected > 0, costs, tf.zeros_like(costs)), keepdims=True)
+        return {"cost_units": cost,
+                "num_selected": tf.reshape(tf.cast(tf.reduce_sum(selected), tf.int32), [1])}
+
+    def _get_weights(self, unused):
+        del unused
+        return {metadata_lib.tensor_name(k): tf.convert_to_tensor(self.weights[k])
+                for k in self._weight_keys}
+
+    def _set_weights(self, *tensors):
+        for key, value in zip(self._weight_keys, tensors):
+            self.weights[key].assign(value)
+        return {"num_tensors": tf.constant([len(tensors)], tf.int32)}
+
+    def _get_state(self, unused):
+        del unused
+        return {name: tf.convert_to_tensor(self.state[name])
+                for name, _, _ in metadata_lib.STATE_TENSORS}
+
+    def _set_state(self, *tensors):
+        for (name, _, _), value in zip(metadata_lib.STATE_TENSORS, tensors):
+            self.state[name].assign(value)
+        return {"num_tensors": tf.constant([len(tensors)], tf.int32)}
+
+    def _set_learning_rate(self, learning_rate):
+        self.learning_rate.assign(learning_rate)
+        return {"learning_rate": tf.convert_to_tensor(self.learning_rate)}
+
+    def _metadata(self, unused):
+        del unused
+        return {"json": tf.constant(self._meta_bytes, tf.uint8)}

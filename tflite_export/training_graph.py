@@ -1,0 +1,262 @@
+"""The forward pass, the cross-entropy and the hand-written backward pass.
+
+`TrainingGraph` evaluates a `graph.LayerGraph` with the builtin-convertible
+ops of `layer_ops`. Weights come from a `WeightSource`: the kernels of the
+search-space layers and the classifier's kernel and bias are resource
+variables (read and updated on the device), every other weight is a constant
+of the model file.
+
+The backward pass only visits steps whose output depends on a trained weight
+(`requires_grad`): everything below the earliest search-space layer has no
+gradient op at all, and that layer computes its kernel gradient but no input
+gradient. The tensors the backward pass reads (inputs of the trained layers,
+ReLU masks) are referenced from the forward pass, so LiteRT's arena planner
+keeps exactly those alive and reuses the rest.
+
+Example:
+
+>>> import keras, numpy as np, tensorflow as tf
+>>> from tflite_export import graph, training_graph
+>>> model = keras.Sequential([keras.Input((6, 6, 3)),
+...     keras.layers.Conv2D(4, 3, activation="relu", name="c1"),
+...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, name="head")])
+>>> g = graph.build_graph(model)
+>>> tg = training_graph.TrainingGraph(g, training_graph.WeightSource(g, {}), trained=[], classifier="head")
+>>> logits = tg.logits(tf.constant(np.zeros((1, 6, 6, 3), np.float32)))
+>>> tuple(logits.shape)
+(1, 2)
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tflite_export import layer_ops
+
+PARAMETRIC_KINDS = ("conv", "depthwise", "dense")
+
+
+class WeightSource:
+    """Kernels and biases of the parametric steps: variables or constants.
+
+    Args:
+        graph: the `LayerGraph`.
+        variables: dict `"<layer>/kernel"` or `"<layer>/bias"` → `tf.Variable`;
+            every other weight is read once from the Keras layer and embedded
+            as a constant.
+    """
+
+    def __init__(self, graph, variables):
+        self.variables = dict(variables)
+        self._constants = {}
+        for step in graph.steps:
+            if step.kind not in PARAMETRIC_KINDS:
+                continue
+            for part in ("kernel", "bias"):
+                key = f"{step.name}/{part}"
+                weight = getattr(step.layer, part, None)
+                if key in self.variables or weight is None:
+                    continue
+                if part == "bias" and not step.params.get("use_bias", True):
+                    continue
+                self._constants[key] = np.asarray(keras.ops.convert_to_numpy(weight), np.float32)
+
+    def read(self):
+        """dict key → tensor: every variable read once, every constant embedded.
+
+        Call it once per traced signature: each read of a variable is a
+        `READ_VARIABLE` op whose output LiteRT allocates separately.
+        """
+        values = {key: tf.constant(value) for key, value in self._constants.items()}
+        for key, variable in self.variables.items():
+            values[key] = tf.convert_to_tensor(variable)
+        return values
+
+
+class TrainingGraph:
+    """Forward, loss and backward of a `LayerGraph` in builtin-convertible ops.
+
+    Args:
+        graph: the `LayerGraph`.
+        weights: a `WeightSource`.
+        trained: list of layer names whose kernels are trained (the search space).
+        classifier: name of the layer whose kernel and bias are trained.
+    """
+
+    def __init__(self, graph, weights, trained, classifier):
+        self.graph = graph
+        self.weights = weights
+        self.trained = list(trained)
+        self.classifier = classifier
+        parametric = {s.name for s in graph.steps if s.kind in PARAMETRIC_KINDS}
+        missing = [n for n in [*self.trained, classifier] if n not in parametric]
+        if missing:
+            raise ValueError(
+                f"Layers {missing} are not Conv2D/DepthwiseConv2D/Dense steps of the "
+                "exported graph; was the plan made for this model?"
+            )
+        self.requires_grad = self._requires_grad()
+
+    def _requires_grad(self):
+        trained = set(self.trained) | {self.classifier}
+        needs = set()
+        for step in self.graph.steps:
+            if (step.kind in PARAMETRIC_KINDS and step.name in trained) or any(
+                    t in needs for t in step.inputs):
+                needs.add(step.output)
+        return needs
+
+    def _trains_kernel(self, step):
+        return step.kind in PARAMETRIC_KINDS and (
+            step.name in self.trained or step.name == self.classifier)
+
+    # --- forward ------------------------------------------------------------------
+
+    def forward(self, x, weights=None, record=False):
+        """Runs every step.
+
+        Args:
+            x: float32 (B, H, W, C) input.
+            weights: dict from `WeightSource.read()` (read now if None).
+            record: bool, also build the ReLU masks the backward pass needs.
+
+        Returns:
+            (values dict tensor id → tensor, masks dict tensor id → bool tensor).
+        """
+        weights = self.weights.read() if weights is None else weights
+        values = {self.graph.input_id: x}
+        masks = {}
+        for step in self.graph.steps:
+            inputs = [values[t] for t in step.inputs]
+            values[step.output] = self._step_forward(step, inputs, weights)
+            if record and step.kind == "relu" and step.output in self.requires_grad:
+                masks[step.output] = layer_ops.relu_mask(values[step.output],
+                                                         step.params["max_value"])
+        return values, masks
+
+    def logits(self, x, weights=None):
+        """The logits for an input batch."""
+        values, _ = self.forward(x, weights)
+        return values[self.graph.logits_id]
+
+    def _step_forward(self, step, inputs, weights):
+        kind, params = step.kind, step.params
+        x = inputs[0]
+        if kind == "conv":
+            return layer_ops.conv_forward(x, weights.get(f"{step.name}/kernel"),
+                                          weights.get(f"{step.name}/bias"),
+                                          params["strides"], params["padding"])
+        if kind == "depthwise":
+            return layer_ops.depthwise_forward(x, weights.get(f"{step.name}/kernel"),
+                                               weights.get(f"{step.name}/bias"),
+                                               params["strides"], params["padding"])
+        if kind == "dense":
+            return layer_ops.dense_forward(x, weights.get(f"{step.name}/kernel"),
+                                           weights.get(f"{step.name}/bias"))
+        if kind == "pad":
+            return layer_ops.pad_nhwc(x, params["pads"])
+        if kind == "add":
+            total = inputs[0]
+            for other in inputs[1:]:
+                total = total + other
+            return total
+        if kind == "relu":
+            return layer_ops.relu_forward(x, params["max_value"])
+        if kind == "affine":
+            return x * tf.constant(params["scale"]) + tf.constant(params["shift"])
+        if kind == "gap":
+            return tf.reduce_mean(x, axis=[1, 2], keepdims=params["keepdims"])
+        if kind == "reshape":
+            target = self.graph.shapes[step.output][1:]
+            return tf.reshape(x, [-1, *[int(d) for d in target]])
+        if kind == "identity":
+            return x
+        raise AssertionError(f"unknown step kind {kind!r}")
+
+    # --- backward -----------------------------------------------------------------
+
+    def gradients(self, x, labels, weights=None):
+        """Loss and gradients of the trained weights for one batch.
+
+        Args:
+            x: float32 (B, H, W, C), static batch.
+            labels: int32 (B,).
+            weights: dict from `WeightSource.read()` (read now if None).
+
+        Returns:
+            (loss scalar, dict `"<layer>/kernel"`/`"<classifier>/bias"` → gradient).
+        """
+        weights = self.weights.read() if weights is None else weights
+        values, masks = self.forward(x, weights, record=True)
+        loss, dlogits = layer_ops.cross_entropy(values[self.graph.logits_id], labels)
+        batch = int(x.shape[0])
+        grads = {self.graph.logits_id: dlogits}
+        weight_grads = {}
+        for step in reversed(self.graph.steps):
+            if step.output not in self.requires_grad or step.output not in grads:
+                continue
+            dy = grads.pop(step.output)
+            for tensor, dx in self._step_backward(step, values, masks, dy, batch,
+                                                  weights, weight_grads):
+                grads[tensor] = grads[tensor] + dx if tensor in grads else dx
+        return loss, weight_grads
+
+    def _shape(self, tensor, batch):
+        return (batch, *[int(d) for d in self.graph.shapes[tensor][1:]])
+
+    def _step_backward(self, step, values, masks, dy, batch, weights, weight_grads):
+        """Yields (input tensor id, gradient) for inputs that require a gradient."""
+        kind, params = step.kind, step.params
+        src = step.inputs[0]
+        wants_input = src in self.requires_grad
+        if kind in PARAMETRIC_KINDS:
+            kernel = weights.get(f"{step.name}/kernel")
+            if self._trains_kernel(step):
+                weight_grads[f"{step.name}/kernel"] = self._kernel_grad(step, values[src], dy)
+                if step.name == self.classifier and params.get("use_bias", True):
+                    weight_grads[f"{step.name}/bias"] = layer_ops.bias_grad(dy)
+            if wants_input:
+                yield src, self._input_grad(step, dy, kernel, self._shape(src, batch))
+            return
+        if not wants_input and kind != "add":
+            return
+        if kind == "relu":
+            yield src, tf.where(masks[step.output], dy, tf.zeros_like(dy))
+        elif kind == "affine":
+            yield src, dy * tf.constant(params["scale"])
+        elif kind == "pad":
+            shape = self._shape(src, batch)
+            yield src, layer_ops.crop_nhwc(dy, params["pads"], shape[1], shape[2])
+        elif kind == "gap":
+            yield src, layer_ops.gap_input_grad(dy, self._shape(src, batch))
+        elif kind == "reshape":
+            yield src, tf.reshape(dy, self._shape(src, batch))
+        elif kind == "identity":
+            yield src, dy
+        elif kind == "add":
+            for tensor in step.inputs:
+                if tensor in self.requires_grad:
+                    yield tensor, dy
+        else:
+            raise AssertionError(f"unknown step kind {kind!r}")
+
+    def _kernel_grad(self, step, x, dz):
+        params = step.params
+        if step.kind == "conv":
+            return layer_ops.conv_kernel_grad(x, dz, params["kernel_size"], params["strides"],
+                                              params["pads"])
+        if step.kind == "depthwise":
+            return layer_ops.depthwise_kernel_grad(x, dz, params["kernel_size"],
+                                                   params["strides"], params["pads"],
+                                                   params["depth_multiplier"])
+        return layer_ops.dense_kernel_grad(x, dz)
+
+    def _input_grad(self, step, dz, kernel, input_shape):
+        params = step.params
+        if step.kind == "conv":
+            return layer_ops.conv_input_grad(dz, kernel, input_shape, params["strides"],
+                                             params["pads"])
+        if step.kind == "depthwise":
+            return layer_ops.depthwise_input_grad(dz, kernel, input_shape, params["strides"],
+                                                  params["pads"])
+        return layer_ops.dense_input_grad(dz, kernel, input_shape)
