@@ -21,7 +21,8 @@ import numpy as np
 from keras_medyate.comparison.runner import CSV_COLUMNS
 
 NUMERIC = {"budget_units", "seed", "top1", "epochs", "train_seconds", "peak_memory_mb",
-           "update_memory_kb", "epoch_seconds", "resample_seconds_per_epoch", "explored",
+           "update_memory_kb", "epoch_seconds", "first_epoch_seconds",
+           "resample_seconds_per_epoch", "explored",
            "search_space_layers", "channels_per_epoch", "full_memory_kb", "resolution",
            "train_images", "test_images", "learning_rate"}
 
