@@ -164,6 +164,7 @@ def plot_accuracy_vs_budget(rows, path):
             ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o",
                         capsize=3, label=method, linewidth=2.5 if method == "medyate" else 1.2)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(budgets)
         ax.set_xticklabels([f"{int(b):,}\n({b * 4 / 1024:.0f} KB)" for b in budgets])
         ax.set_xlabel("memory budget, units (KB at 4 B/unit)")
