@@ -20,9 +20,9 @@ import time
 
 from absl import app, flags
 
+from keras_medyate.comparison import flags as run_flags
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "mcunet_5fps",
-                    "mcunet_5fps, mobilenetv2_w035, or a path to a tiny-training .pkl.")
 flags.DEFINE_list("dataset", ["cifar10"], "cifar10, fashion_mnist or folder:/path (a list runs "
                   "each in turn).")
 flags.DEFINE_list("methods", ["medyate", "trady", "full_random", "static_random",
@@ -30,15 +30,7 @@ flags.DEFINE_list("methods", ["medyate", "trady", "full_random", "static_random"
 flags.DEFINE_list("budgets", ["15936", "64832", "112640"],
                   "Budgets in units (the papers') or sizes such as 110KB.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data order, new head, sampling).")
-flags.DEFINE_integer("epochs", 10, "Epochs per run (the papers: 50-200).")
-flags.DEFINE_integer("warmup_epochs", 1, "Linear warm-up epochs (the papers: 5).")
-flags.DEFINE_integer("train_per_class", 200, "Training images per class.")
-flags.DEFINE_integer("test_per_class", 100, "Held-out test images per class.")
-flags.DEFINE_integer("resolution", 96, "Input resolution (the papers: 128).")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_float("learning_rate", 0.125, "Peak SGD learning rate (the papers: 0.125).")
-flags.DEFINE_float("full_learning_rate", 0.01, "Peak SGD learning rate of full fine-tuning.")
-flags.DEFINE_float("clipnorm", 1.0, "Per-variable gradient-norm clip (0 disables).")
+run_flags.define_run_flags(train_per_class=200)
 flags.DEFINE_string("ranking", "lara", "'lara' (the shipped ranking) or a ranking JSON path.")
 flags.DEFINE_string("out", "benchmarks/results", "Output directory.")
 flags.DEFINE_bool("quick", False, "Tiny smoke preset: every method once, 32 px, 2 epochs.")
@@ -87,12 +79,9 @@ def main(argv):
         print(f"{FLAGS.model} on {info.name}: {info.num_train} train / {info.num_test} test "
               f"images, {len(jobs)} runs", flush=True)
         for index, (method, budget, seed) in enumerate(jobs, start=1):
-            run_config = comparison.RunConfig(
-                model=FLAGS.model, method=method, budget_units=budget, seed=seed,
-                epochs=config["epochs"], warmup_epochs=FLAGS.warmup_epochs,
-                resolution=config["resolution"], learning_rate=FLAGS.learning_rate,
-                full_learning_rate=FLAGS.full_learning_rate, clipnorm=FLAGS.clipnorm,
-                ranking=FLAGS.ranking)
+            run_config = run_flags.run_config(
+                FLAGS, method, budget, seed, ranking=FLAGS.ranking,
+                epochs=config["epochs"], resolution=config["resolution"])
             key_budget = budget if method not in runner.BUDGET_FREE else None
             if any(k[:3] == (FLAGS.model, info.name, method) and k[4] == seed
                    and (key_budget is None or k[3] == budget) for k in done):

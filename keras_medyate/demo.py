@@ -24,20 +24,13 @@ import time
 
 from absl import app, flags
 
+from keras_medyate.comparison import flags as run_flags
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "mcunet_5fps", "Preset name or path to a tiny-training .pkl.")
 flags.DEFINE_string("dataset", "cifar10", "cifar10, fashion_mnist or folder:/path.")
 flags.DEFINE_string("budget", "15936", "Memory budget: units or a size such as 62KB.")
 flags.DEFINE_string("strategy", "medyate", "Channel-selection strategy.")
-flags.DEFINE_integer("resolution", 96, "Input resolution (the papers use 128).")
-flags.DEFINE_integer("train_per_class", 500, "Training images per class.")
-flags.DEFINE_integer("test_per_class", 100, "Test images per class.")
-flags.DEFINE_integer("epochs", 10, "Epochs of each run.")
-flags.DEFINE_integer("warmup_epochs", 1, "Linear warm-up epochs of the cosine schedule.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_float("learning_rate", 0.125, "Peak SGD learning rate of the budgeted run.")
-flags.DEFINE_float("full_learning_rate", 0.01, "Peak SGD learning rate of full fine-tuning.")
-flags.DEFINE_float("clipnorm", 1.0, "Per-variable gradient-norm clip (0 disables).")
+run_flags.define_run_flags(train_per_class=500)
 flags.DEFINE_bool("full", True, "Also run full fine-tuning for reference.")
 flags.DEFINE_integer("seed", 0, "Seed of the data order, the new head and the sampling.")
 
@@ -62,11 +55,7 @@ def main(argv):
     methods = [FLAGS.strategy] + (["full"] if FLAGS.full else [])
     results = []
     for method in methods:
-        config = comparison.RunConfig(
-            model=FLAGS.model, method=method, budget_units=budget, seed=FLAGS.seed,
-            epochs=FLAGS.epochs, warmup_epochs=FLAGS.warmup_epochs,
-            resolution=FLAGS.resolution, learning_rate=FLAGS.learning_rate,
-            full_learning_rate=FLAGS.full_learning_rate, clipnorm=FLAGS.clipnorm)
+        config = run_flags.run_config(FLAGS, method, budget, FLAGS.seed)
         print(f"\n== {method}: fine-tuning ({'every channel' if method == 'full' else 'budgeted'})",
               flush=True)
         row, resampler = comparison.run_one(config, train_ds, test_ds, info, verbose=2)
