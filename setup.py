@@ -12,6 +12,29 @@ with open(os.path.join(HERE, "keras_medyate", "version.py"), encoding="utf-8") a
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
     LONG_DESCRIPTION = f.read()
 
+# TensorFlow: a range, not a pin, but only over what was tested. The library uses
+# Keras 3 APIs (`import keras`, keras>=3.10) on the TensorFlow backend, and the
+# LiteRT export depends on the TFLite converter's behaviour (builtin ops only, no
+# Flex; training signatures; `tf.config.experimental.get_memory_info` for the peak
+# memory): all of it is tested on TensorFlow 2.21 only, so older releases are not
+# admitted until the test suite has run on them. Patch releases of 2.21 are.
+INSTALL_REQUIRES = [
+    "tensorflow>=2.21,<2.22",
+    "keras>=3.10",
+    "numpy>=1.26",
+    "absl-py>=2.1",
+    "scipy>=1.11",  # kmd.fit_classifier (L-BFGS), the demo's default head initialisation
+]
+LITERT = ["ai-edge-litert>=2.3"]  # runs exported training models
+NOTEBOOKS = ["matplotlib>=3.8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"]
+# Everything the test suite imports: `pip install -e ".[test]"` runs every test.
+TEST = sorted(set([
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "tensorboard>=2.16",  # ChannelResampler(log_dir=...)
+    "pillow>=9",          # tests/test_augmentation.py writes images
+] + LITERT + NOTEBOOKS))
+
 setup(
     name="keras-medyate",
     version=VERSION["__version__"],
@@ -28,17 +51,8 @@ setup(
                                     "tflite_export", "tflite_export.*"]),
     package_data={"keras_medyate": ["rankings/*.json", "rankings/README.md"],
                   "tflite_export": ["README.md", "ANDROID.md"]},
-    install_requires=[
-        "tensorflow==2.21.*",
-        "keras>=3.10",
-        "numpy>=1.26",
-        "absl-py>=2.1",
-    ],
-    extras_require={
-        "litert": ["ai-edge-litert>=2.3"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "ai-edge-litert>=2.3", "matplotlib>=3.8", "scipy>=1.11", "tensorboard>=2.16"],
-        "notebooks": ["matplotlib>=3.8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
-    },
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"litert": LITERT, "notebooks": NOTEBOOKS, "test": TEST},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

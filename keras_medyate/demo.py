@@ -1,66 +1,85 @@
-r"""The main job: MeDyate vs full fine-tuning of MCUNet on a CIFAR-10 subset.
+r"""The main job: MeDyate vs full fine-tuning and a linear probe, MCUNet on CIFAR-10.
 
     python -m keras_medyate.demo
 
-It loads the paper's MCUNet-in1 checkpoint with a new 10-way head, builds a
-MeDyate plan at the paper's smallest budget (15,936 units = 62 KB) from the
-shipped LaRa ranking, fine-tunes with the `ChannelResampler`, then fine-tunes
-a fresh copy of every layer for reference, and prints accuracy, the memory
-the update needs (analytic, as in the papers) next to full fine-tuning,
-TensorFlow's measured peak memory, channels explored and time.
+It loads the paper's MCUNet-in1 checkpoint with a new 10-way head, fits that
+head on the frozen features (a linear probe: the reference every fine-tuning
+must beat), then, starting from that head, fine-tunes with MeDyate at the
+paper's smallest budget (15,936 units = 62 KB; plan from the shipped LaRa
+ranking, channels resampled every epoch) and, for reference, fine-tunes every
+layer of a fresh copy. It prints accuracy, the memory the update needs
+(analytic, as in the papers) next to full fine-tuning, TensorFlow's measured
+peak memory, channels explored and time.
 
-Defaults finish in about 5 minutes on 2 CPU cores (plus about a minute the
+Defaults finish in about 6 minutes on 2 CPU cores (plus about a minute the
 first time, to unpack CIFAR-10). Offline, set `KERAS_MEDYATE_WEIGHTS_DIR` and
 `KERAS_MEDYATE_DATA_DIR` (see the README).
 
-Learning rates: MeDyate uses the papers' SGD at 0.125 with cosine decay and
-warm-up. These checkpoints have BatchNorm folded into the convs, and in float
-their first layers get weight gradients far larger than the weights; plain
-SGD then diverges (full fine-tuning even at 0.05), so both runs clip each
-variable's gradient norm to 1 (`--clipnorm`) and full fine-tuning uses 0.01.
+Recipe (`--protocol=recommended`): head from the linear probe, plain SGD with
+cosine decay after 1 warm-up epoch, a per-variable gradient clip of 1, peak
+learning rate 0.05 for MeDyate and 0.005 for full fine-tuning (measured in
+`benchmarks/RESULTS.md`). `--protocol=paper` runs the papers' settings
+(random head, SGD 0.125, no clip, 5 warm-up epochs); on these BatchNorm-folded
+checkpoints they diverge, and the run stops with a message.
 """
 
+import sys
 import time
 
-from absl import app, flags
+from keras_medyate import console
 
-from keras_medyate.comparison import flags as run_flags
+# Before TensorFlow is imported (by the imports below): only the demo's own output.
+console.quiet_tensorflow(verbose="--verbose" in sys.argv)
+
+from absl import app, flags  # noqa: E402
+
+from keras_medyate.comparison import flags as run_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "cifar10", "cifar10, fashion_mnist or folder:/path.")
 flags.DEFINE_string("budget", "15936", "Memory budget: units or a size such as 62KB.")
-flags.DEFINE_string("strategy", "medyate", "Channel-selection strategy.")
+flags.DEFINE_string("strategy", "medyate", "Channel-selection method to demonstrate.")
 run_flags.define_run_flags(train_per_class=500)
 flags.DEFINE_bool("full", True, "Also run full fine-tuning for reference.")
-flags.DEFINE_integer("seed", 0, "Seed of the data order, the new head and the sampling.")
+flags.DEFINE_integer("seed", 0, "Seed of the data order and the sampling.")
+flags.DEFINE_bool("verbose", False, "Keras' progress bars and TensorFlow's own log lines.")
 
 
 def main(argv):
     del argv
     import keras_medyate as kmd
-    from keras_medyate import comparison, data, memory
+    from keras_medyate import comparison, memory
+    from keras_medyate.divergence import TrainingDivergedError
 
+    console.quiet_keras(verbose=FLAGS.verbose)
     total_start = time.perf_counter()
     budget = memory.parse_budget(FLAGS.budget)
     print(f"keras-medyate {kmd.__version__} demo: {FLAGS.model} on {FLAGS.dataset} "
           f"({FLAGS.train_per_class}/class train, {FLAGS.test_per_class}/class test, "
           f"{FLAGS.resolution} px, {FLAGS.epochs} epochs), budget "
           f"{memory.format_units(budget)}", flush=True)
-    train_ds, test_ds, info = data.load(
-        FLAGS.dataset, image_size=FLAGS.resolution, batch_size=FLAGS.batch_size,
-        train_per_class=FLAGS.train_per_class, test_per_class=FLAGS.test_per_class,
-        seed=FLAGS.seed)
+    try:
+        train_ds, test_ds, probe_ds, info = run_flags.load_data(FLAGS)
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
     print(f"data: {info.num_train} train / {info.num_test} test images from {info.source}",
           flush=True)
-    methods = [FLAGS.strategy] + (["full"] if FLAGS.full else [])
+    methods = []
+    if run_flags.run_config(FLAGS, FLAGS.strategy, budget, FLAGS.seed).head_init == "linear_probe":
+        methods.append("linear_probe")
+    methods += [FLAGS.strategy] + (["full"] if FLAGS.full else [])
+    titles = {"linear_probe": "linear probe (head fitted on frozen features, no fine-tuning)",
+              "full": "full fine-tuning (every channel)"}
     results = []
     for method in methods:
         config = run_flags.run_config(FLAGS, method, budget, FLAGS.seed)
-        print(f"\n== {method}: fine-tuning ({'every channel' if method == 'full' else 'budgeted'})",
-              flush=True)
-        row, resampler = comparison.run_one(config, train_ds, test_ds, info, verbose=2)
-        if method != "full":
-            print(resampler.plan.summary(), flush=True)
+        print(f"\n== {method}: {titles.get(method, 'budgeted fine-tuning')}", flush=True)
+        try:
+            row, _ = comparison.run_one(config, train_ds, test_ds, info, probe_ds=probe_ds,
+                                        verbose=2 if FLAGS.verbose else 1)
+        except TrainingDivergedError as error:
+            sys.exit(f"error: {method}: {error}")
+        print(f"   test top-1 {row['top1']:.1f} %", flush=True)
         results.append(row)
     print_report(results, budget, time.perf_counter() - total_start)
 
@@ -70,21 +89,24 @@ def print_report(rows, budget, total_seconds):
 
     full_kb = rows[0]["full_memory_kb"]
     print("\n" + "=" * 78)
-    print(f"{'method':<12}{'top-1':>8}{'update memory (analytic)':>30}{'TF peak':>10}"
-          f"{'explored':>10}{'time':>8}")
+    print(f"{'method':<14}{'top-1':>7}{'update memory (analytic)':>30}{'TF peak':>10}"
+          f"{'explored':>10}{'time':>7}")
     for row in rows:
         share = 100 * row["update_memory_kb"] / full_kb
-        print(f"{row['method']:<12}{row['top1']:>7.1f}%"
+        print(f"{row['method']:<14}{row['top1']:>6.1f}%"
               f"{row['update_memory_kb']:>14.1f} KB ({share:5.1f} % of full)"
               f"{row['peak_memory_mb']:>7.0f} MB{100 * row['explored']:>9.0f}%"
-              f"{row['train_seconds']:>7.0f}s")
+              f"{row['train_seconds']:>6.0f}s")
     print(f"full fine-tuning would need {full_kb:.1f} KB; the budget was "
           f"{memory.format_units(budget)}.")
-    if len(rows) > 1:
-        print(f"per-epoch time: {rows[0]['method']} is "
-              f"{rows[1]['epoch_seconds'] / rows[0]['epoch_seconds']:.1f}x faster than full "
-              "fine-tuning (backprop stops at the deepest-ranked layers); resampling took "
-              f"{rows[0]['resample_seconds_per_epoch']:.3f} s per epoch.")
+    by_method = {row["method"]: row for row in rows}
+    budgeted = [row for row in rows if row["method"] not in ("linear_probe", "full")]
+    if budgeted and "full" in by_method and budgeted[0]["epoch_seconds"] > 0:
+        ours = budgeted[0]
+        print(f"per-epoch time: {ours['method']} takes "
+              f"{ours['epoch_seconds'] / by_method['full']['epoch_seconds']:.2f}x the time of "
+              "full fine-tuning (backprop stops at the deepest-ranked layers); resampling took "
+              f"{ours['resample_seconds_per_epoch']:.3f} s per epoch.")
     print(f"total wall time {total_seconds:.0f} s")
 
 

@@ -226,7 +226,11 @@ class ChannelResampler(keras.callbacks.Callback):
         trainer.epochs_selected.assign(step + 1)
         cost = pool.cost_of(selected)
         explored = float(seen.mean()) if seen.size else 0.0
-        trainer.set_progress(cost / self.plan.budget_units, len(selected), explored)
+        # A selector that ignores the budget (full fine-tuning) is measured
+        # against what it trains: the whole search space.
+        reference = pool.cost_of(np.arange(pool.size)) if self.selector.ignores_budget \
+            else self.plan.budget_units
+        trainer.set_progress(cost / max(reference, 1), len(selected), explored)
         record = EpochSelection(
             epoch=epoch,
             channels=pool.to_dict(selected),

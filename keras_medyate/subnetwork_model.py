@@ -67,7 +67,8 @@ class SubnetworkModel(keras.Model):
         masks: dict layer name → float32 variable over its input channels.
 
     Logs (visible in the progress bar): `budget_used` (fraction of the budget
-    taken by the current selection), `channels_selected` (count) and
+    taken by the current selection; of the whole search space for full
+    fine-tuning, which ignores the budget), `channels_selected` (count) and
     `explored` (fraction of the search space trained at least once).
     """
 

@@ -1,17 +1,135 @@
-"""Shared fixtures: tiny models and random data, fast on 2 CPU cores."""
+"""Shared fixtures: tiny models and random data, fast on 2 CPU cores, and the offline data.
+
+Offline data (checkpoints, CIFAR-10, Fashion-MNIST) is found the way the library
+finds it: the environment variable first (``KERAS_MEDYATE_WEIGHTS_DIR``,
+``KERAS_MEDYATE_DATA_DIR``), then, for developers, ``<repo>/../shared/data``.
+Fashion-MNIST is also read from the Debian package ``dataset-fashion-mnist``.
+The paths are resolved once, when this file is imported, so a test that
+monkeypatches a variable does not change what the other tests use.
+
+When data is missing, the fixture fails under CI (``CI=true``) with the variable
+to set, and skips with the same message elsewhere (``pytest.ini`` prints skip
+reasons: ``-rs``). Example::
+
+    def test_mcunet_loads(weights_dir):          # a folder holding mcunet-5fps.pkl
+        kmd.models.mcunet_5fps(weights_dir=weights_dir)
+"""
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_medyate import console
+
+console.quiet_tensorflow()  # before Keras imports TensorFlow
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.environ.get(
-    "KERAS_MEDYATE_DATA_DIR", os.path.join(os.path.dirname(REPO), "shared", "data")
-)
+WEIGHTS_DIR_ENV = "KERAS_MEDYATE_WEIGHTS_DIR"
+DATA_DIR_ENV = "KERAS_MEDYATE_DATA_DIR"
+#: The developers' fallback: a `shared/data` folder beside the clone.
+DEVELOPER_DATA_DIR = os.path.join(os.path.dirname(REPO), "shared", "data")
+#: Where the Debian package `dataset-fashion-mnist` installs its files.
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+
+#: The checkpoints the tests load (presets `mcunet_5fps` and `mobilenetv2_w035`).
+CHECKPOINTS = ("mcunet-5fps.pkl", "mbv2-w0.35.pkl")
+CIFAR10_TARBALL = os.path.join("cifar10", "cifar10_jpg.tar.gz")
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _from_env_or_developer(variable, developer_dir):
+    """[(where it came from, path)]: the variable's folder if set, then the fallback."""
+    candidates = []
+    if os.environ.get(variable):
+        value = os.path.abspath(os.path.expanduser(os.environ[variable]))
+        candidates.append((f"${variable}", value))
+    candidates.append(("<repo>/../shared/data fallback", developer_dir))
+    return candidates
+
+
+WEIGHTS_CANDIDATES = _from_env_or_developer(
+    WEIGHTS_DIR_ENV, os.path.join(DEVELOPER_DATA_DIR, "weights"))
+DATA_CANDIDATES = _from_env_or_developer(DATA_DIR_ENV, DEVELOPER_DATA_DIR)
+#: The data folder the tests use (the variable if set, else the developer folder);
+#: kept for the test files that join paths onto it.
+SHARED_DATA = DATA_CANDIDATES[0][1]
+
+
+def _has_checkpoints(folder):
+    return all(os.path.isfile(os.path.join(folder, name)) for name in CHECKPOINTS)
+
+
+def _has_cifar10_tarball(folder):
+    return os.path.isfile(os.path.join(folder, CIFAR10_TARBALL))
+
+
+def _fashion_mnist_folder(root):
+    """The folder holding the four IDX files (gzipped or not), as the library accepts."""
+    for folder in (root, os.path.join(root, "fashion-mnist"), os.path.join(root, "fashion_mnist")):
+        if all(os.path.isfile(os.path.join(folder, stem + ".gz"))
+               or os.path.isfile(os.path.join(folder, stem)) for stem in FASHION_MNIST_FILES):
+            return folder
+    return None
+
+
+def under_ci():
+    """True when the CI variable says so (GitHub Actions, GitLab and `.ci/run` set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def missing_data(what, candidates, how):
+    """Fails under CI, skips elsewhere, saying what was looked for, where, and what to set."""
+    looked = "; ".join(f"{path} ({origin})" for origin, path in candidates)
+    message = f"{what} not found. Looked in: {looked}. {how}"
+    if under_ci():
+        pytest.fail(f"{message} (CI=true: missing test data is a failure, not a skip)",
+                    pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def weights_dir():
+    """The folder holding the tiny-training checkpoints (`CHECKPOINTS`), as a str."""
+    for _, folder in WEIGHTS_CANDIDATES:
+        if _has_checkpoints(folder):
+            return folder
+    missing_data(f"Checkpoints {', '.join(CHECKPOINTS)}", WEIGHTS_CANDIDATES,
+                 f"Set {WEIGHTS_DIR_ENV} to a folder holding them.")
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """The data folder holding `cifar10/cifar10_jpg.tar.gz` (for $KERAS_MEDYATE_DATA_DIR)."""
+    for _, folder in DATA_CANDIDATES:
+        if _has_cifar10_tarball(folder):
+            return folder
+    missing_data(f"The CIFAR-10 archive {CIFAR10_TARBALL}", DATA_CANDIDATES,
+                 f"Set {DATA_DIR_ENV} to the folder holding cifar10/.")
+
+
+@pytest.fixture(scope="session")
+def cifar10_tarball(data_dir):
+    """The path of `cifar10_jpg.tar.gz` in `data_dir`."""
+    return os.path.join(data_dir, CIFAR10_TARBALL)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir():
+    """The folder holding the Fashion-MNIST IDX files, looked up in the library's order:
+    $KERAS_MEDYATE_DATA_DIR (or its `fashion-mnist/`), the Debian package's folder, then
+    the developer fallback."""
+    candidates = DATA_CANDIDATES[:-1] + [("Debian package dataset-fashion-mnist",
+                                          FASHION_MNIST_SYSTEM_DIR)] + DATA_CANDIDATES[-1:]
+    for _, root in candidates:
+        folder = _fashion_mnist_folder(root)
+        if folder is not None:
+            return folder
+    missing_data("Fashion-MNIST", candidates,
+                 f"Install the Debian package dataset-fashion-mnist or set {DATA_DIR_ENV} to "
+                 "a folder holding fashion-mnist/ with the four IDX files.")
 
 
 def three_layer_net(num_classes=3):

@@ -1,4 +1,11 @@
-"""Tests of keras_medyate.data (offline: nothing is downloaded)."""
+"""Tests of keras_medyate.data (offline: nothing is downloaded).
+
+The real data sets come from the `data_dir`, `cifar10_tarball` and
+`fashion_mnist_dir` fixtures (`tests/conftest.py`: the environment variable
+first, then `<repo>/../shared/data`). Each test starts with no
+`KERAS_MEDYATE_DATA_DIR` (monkeypatched, restored after the test) so that it
+controls where the library looks.
+"""
 
 import gzip
 import math
@@ -20,19 +27,6 @@ from keras_medyate.data import cache as cache_module
 from keras_medyate.data import cifar10 as cifar10_module
 from keras_medyate.data import fashion_mnist as fashion_module
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-CIFAR_TARBALL = SHARED_DATA / "cifar10" / "cifar10_jpg.tar.gz"
-FASHION_DIR = Path(fashion_module.SYSTEM_DIR)
-
-needs_cifar = pytest.mark.skipif(
-    not CIFAR_TARBALL.is_file(),
-    reason=f"shared CIFAR-10 tarball not found at {CIFAR_TARBALL}",
-)
-needs_fashion = pytest.mark.skipif(
-    not (FASHION_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-    reason=f"Debian package dataset-fashion-mnist not installed ({FASHION_DIR})",
-)
 
 
 def _refuse_download(*args, **kwargs):
@@ -41,7 +35,7 @@ def _refuse_download(*args, **kwargs):
 
 @pytest.fixture(autouse=True)
 def offline_env(tmp_path, monkeypatch):
-    """Private KERAS_HOME, no data dir, and every Keras download refused."""
+    """Private KERAS_HOME, no data dir (for this test only), every Keras download refused."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.delenv(kmd.DATA_DIR_ENV, raising=False)
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", _refuse_download)
@@ -58,10 +52,8 @@ def _fast_tmpdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def cifar_home(tmp_path_factory):
-    """A KERAS_HOME where the shared tarball was unpacked once by `load`."""
-    if not CIFAR_TARBALL.is_file():
-        pytest.skip(f"shared CIFAR-10 tarball not found at {CIFAR_TARBALL}")
+def cifar_home(tmp_path_factory, data_dir):
+    """A KERAS_HOME where the offline tarball was unpacked once by `load`."""
     home = _fast_tmpdir(tmp_path_factory)
     calls = []
     real_extract = cache_module._stream_extract
@@ -72,7 +64,7 @@ def cifar_home(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KERAS_HOME", str(home))
-        mp.setenv(kmd.DATA_DIR_ENV, str(SHARED_DATA))
+        mp.setenv(kmd.DATA_DIR_ENV, data_dir)
         mp.setattr(keras.datasets.cifar10, "load_data", _refuse_download)
         mp.setattr(cache_module, "_stream_extract", counting_extract)
         _, _, info = kmd.load("cifar10", train_per_class=1, test_per_class=1)
@@ -81,9 +73,10 @@ def cifar_home(tmp_path_factory):
 
 
 @pytest.fixture
-def cifar_env(cifar_home, monkeypatch):
+def cifar_env(cifar_home, data_dir, monkeypatch):
+    """This test's KERAS_HOME is `cifar_home`'s and KERAS_MEDYATE_DATA_DIR is `data_dir`."""
     monkeypatch.setenv("KERAS_HOME", str(cifar_home.home))
-    monkeypatch.setenv(kmd.DATA_DIR_ENV, str(SHARED_DATA))
+    monkeypatch.setenv(kmd.DATA_DIR_ENV, data_dir)
     return cifar_home
 
 
@@ -135,7 +128,6 @@ def _make_fashion_idx(folder, n_train=30, n_test=20):
 # --------------------------------------------------------------- CIFAR-10
 
 
-@needs_cifar
 def test_cifar10_subset_shapes_range_and_balance(cifar_env):
     train_ds, test_ds, info = kmd.load(
         "cifar10",
@@ -166,7 +158,6 @@ def test_cifar10_subset_shapes_range_and_balance(cifar_env):
     np.testing.assert_array_equal(test_labels, np.repeat(np.arange(10), 2))
 
 
-@needs_cifar
 def test_cifar10_tiny_training_range(cifar_env):
     train_ds, _, _ = kmd.load("cifar10", image_size=32, train_per_class=2, test_per_class=1)
     images, _ = _collect(train_ds)
@@ -174,7 +165,6 @@ def test_cifar10_tiny_training_range(cifar_env):
     assert images.min() < -0.5 and images.max() > 0.5
 
 
-@needs_cifar
 def test_cifar10_order_is_deterministic_per_seed(cifar_env):
     def epochs(seed, n=2):
         train_ds, _, _ = kmd.load(
@@ -203,7 +193,6 @@ def test_cifar10_order_is_deterministic_per_seed(cifar_env):
     )
 
 
-@needs_cifar
 def test_cifar10_shuffle_false_keeps_class_order(cifar_env):
     train_ds, _, _ = kmd.load(
         "cifar10", image_size=32, train_per_class=2, test_per_class=1, shuffle=False
@@ -212,7 +201,6 @@ def test_cifar10_shuffle_false_keeps_class_order(cifar_env):
     np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 2))
 
 
-@needs_cifar
 def test_cifar10_tarball_unpacked_once(cifar_env, monkeypatch):
     assert cifar_env.extract_calls == 1
     tree = Path(kmd.cache_dir()) / "cifar10_jpg"
@@ -228,7 +216,6 @@ def test_cifar10_tarball_unpacked_once(cifar_env, monkeypatch):
     assert not [p for p in tree.parent.iterdir() if "unpacking" in p.name]
 
 
-@needs_cifar
 def test_cifar10_data_dir_argument_takes_the_unpacked_tree(cifar_env, monkeypatch):
     monkeypatch.delenv(kmd.DATA_DIR_ENV)
     tree = Path(kmd.cache_dir()) / "cifar10_jpg"
@@ -318,8 +305,10 @@ def test_cifar10_data_dir_without_data_is_an_error(tmp_path):
 # ---------------------------------------------------------- Fashion-MNIST
 
 
-@needs_fashion
-def test_fashion_mnist_from_debian_files(monkeypatch):
+def test_fashion_mnist_from_local_idx_files(fashion_mnist_dir, monkeypatch):
+    """The real files: from the Debian package's folder by default, else via the variable."""
+    if fashion_mnist_dir != fashion_module.SYSTEM_DIR:
+        monkeypatch.setenv(kmd.DATA_DIR_ENV, fashion_mnist_dir)
     train_ds, test_ds, info = kmd.load(
         "fashion-mnist",
         image_size=40,
@@ -329,7 +318,7 @@ def test_fashion_mnist_from_debian_files(monkeypatch):
         preprocess=None,
     )
     assert info.name == "fashion_mnist"
-    assert info.source == str(FASHION_DIR)
+    assert info.source == fashion_mnist_dir
     assert info.class_names[0] == "T-shirt/top" and info.num_classes == 10
     assert (info.num_train, info.num_test) == (20, 30)
     images, labels = _collect(train_ds)

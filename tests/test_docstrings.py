@@ -14,6 +14,8 @@ MODULES = [
     "keras_medyate.subnetwork_model",
     "keras_medyate.resampler",
     "keras_medyate.files",
+    "keras_medyate.linear_probe",
+    "keras_medyate.divergence",
 ]
 
 

@@ -1,8 +1,10 @@
 """Tests of keras_medyate.models: tiny-training checkpoints as float Keras models.
 
-The checkpoints are read from ``<repo>/../shared/data/weights`` (never downloaded);
-``KERAS_MEDYATE_WEIGHTS_DIR`` points there for every test and the download function is
-replaced by one that fails, so a test that would reach the network fails loudly.
+The checkpoints are read from the folder of the ``weights_dir`` fixture (``tests/conftest.py``:
+``$KERAS_MEDYATE_WEIGHTS_DIR``, else ``<repo>/../shared/data/weights``) and never downloaded:
+the ``weights`` fixture points ``KERAS_MEDYATE_WEIGHTS_DIR`` there for one test, and the
+download function is replaced by one that fails, so a test that would reach the network
+fails loudly. CIFAR-10 comes from the ``cifar10_tarball`` fixture.
 
 Numerical correctness is checked without photos from the internet:
 
@@ -31,6 +33,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_medyate.models import (
     PRESETS,
@@ -44,22 +47,12 @@ from keras_medyate.models import (
 )
 from keras_medyate.models import presets as presets_module
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-WEIGHTS_DIR = SHARED / "weights"
-CIFAR_TAR = SHARED / "cifar10" / "cifar10_jpg.tar.gz"
 MODELS = {"mcunet_5fps": "mcunet-5fps.pkl", "mobilenetv2_w035": "mbv2-w0.35.pkl"}
-
-pytestmark = pytest.mark.skipif(
-    not all((WEIGHTS_DIR / f).is_file() for f in MODELS.values()),
-    reason=f"shared checkpoints not found in {WEIGHTS_DIR} (expected {sorted(MODELS.values())})",
-)
 
 
 @pytest.fixture(autouse=True)
-def _offline_weights(monkeypatch, tmp_path):
-    """Points the library at the shared checkpoints and forbids downloads."""
-    monkeypatch.setenv("KERAS_MEDYATE_WEIGHTS_DIR", str(WEIGHTS_DIR))
+def _offline(monkeypatch, tmp_path):
+    """A private Keras home, and every download refused."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
 
     def _no_download(*args, **kwargs):
@@ -68,14 +61,23 @@ def _offline_weights(monkeypatch, tmp_path):
     monkeypatch.setattr(presets_module, "_download", _no_download)
 
 
-@pytest.fixture(scope="module")
-def checkpoints():
-    return {name: load_tiny_training_checkpoint(WEIGHTS_DIR / f) for name, f in MODELS.items()}
+@pytest.fixture
+def weights(weights_dir, monkeypatch):
+    """The checkpoint folder (a Path), with KERAS_MEDYATE_WEIGHTS_DIR set to it for one test."""
+    monkeypatch.setenv("KERAS_MEDYATE_WEIGHTS_DIR", weights_dir)
+    return pathlib.Path(weights_dir)
 
 
 @pytest.fixture(scope="module")
-def models():
-    return {name: from_tiny_training(str(WEIGHTS_DIR / f), name=name) for name, f in MODELS.items()}
+def checkpoints(weights_dir):
+    folder = pathlib.Path(weights_dir)
+    return {name: load_tiny_training_checkpoint(folder / f) for name, f in MODELS.items()}
+
+
+@pytest.fixture(scope="module")
+def models(weights_dir):
+    folder = pathlib.Path(weights_dir)
+    return {name: from_tiny_training(str(folder / f), name=name) for name, f in MODELS.items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -229,15 +231,12 @@ FIRST_NON_ANIMAL_ID = 398
 
 
 @pytest.fixture(scope="module")
-def cifar_images(tmp_path_factory):
+def cifar_images(tmp_path_factory, cifar10_tarball):
     """The first 20 test images of every CIFAR-10 class, upsampled to 128x128 (uint8)."""
-    if not CIFAR_TAR.is_file():
-        pytest.skip(f"CIFAR-10 JPEG archive not found at {CIFAR_TAR}")
-    tf = pytest.importorskip("tensorflow")
     per_class = 20
     out_dir = tmp_path_factory.mktemp("cifar10")
     files = {c: [] for c in CIFAR_CLASSES}
-    with tarfile.open(CIFAR_TAR) as archive:
+    with tarfile.open(cifar10_tarball) as archive:
         for member in archive:
             parts = member.name.split("/")
             if not member.isfile() or len(parts) != 4 or parts[1] != "test":
@@ -299,7 +298,7 @@ def test_architecture_matches_checkpoint(name, checkpoints, models):
     assert model.layers[-1].name == "predictions"
 
 
-def test_activation_clipping_comes_from_output_quantization_range(checkpoints, models):
+def test_activation_clipping_comes_from_output_quantization_range(checkpoints, models, weights):
     ckpt, model = checkpoints["mcunet_5fps"], models["mcunet_5fps"]
     names = {layer.name for layer in model.layers}
     bounds = []
@@ -424,13 +423,12 @@ def test_cifar10_images_get_matching_imagenet_classes(name, models, cifar_images
     assert flip_agree > 0.4
 
 
-def test_sample_portrait_is_a_military_uniform(models):
-    """matplotlib's sample photo of Grace Hopper in uniform (a local file, if installed)."""
-    matplotlib = pytest.importorskip("matplotlib")
-    tf = pytest.importorskip("tensorflow")
+def test_sample_portrait_is_a_military_uniform(models, weights):
+    """matplotlib's sample photo of Grace Hopper in uniform (a file shipped with matplotlib)."""
+    matplotlib = pytest.importorskip(
+        "matplotlib", reason="needs the test extra: pip install -e '.[test]'")
     path = pathlib.Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    if not path.is_file():
-        pytest.skip(f"{path} not shipped with this matplotlib")
+    assert path.is_file(), f"{path} is missing: this matplotlib ships no sample photo"
     img = tf.io.decode_jpeg(path.read_bytes(), channels=3).numpy()
     h, w, _ = img.shape
     s = min(h, w)
@@ -442,7 +440,7 @@ def test_sample_portrait_is_a_military_uniform(models):
         top5 = np.argsort(-probs)[:5]
         assert military_uniform in top5, (name, top5)
         # The int8 network ranks the same classes (measured: identical top-5 sets).
-        ref_logits, _ = int8_reference(load_tiny_training_checkpoint(WEIGHTS_DIR / MODELS[name]),
+        ref_logits, _ = int8_reference(load_tiny_training_checkpoint(weights / MODELS[name]),
                                        preprocess_input(x))
         assert len(set(top5) & set(np.argsort(-ref_logits[0])[:5])) >= 4
         assert ref_logits[0].argmax() == probs.argmax()
@@ -454,7 +452,7 @@ def test_sample_portrait_is_a_military_uniform(models):
 # ---------------------------------------------------------------------------------------
 
 
-def test_new_head_keeps_backbone(models):
+def test_new_head_keeps_backbone(models, weights):
     base = models["mcunet_5fps"]
     model = mcunet_5fps(classes=10)
     assert model.output_shape == (None, 10)
@@ -472,14 +470,14 @@ def test_new_head_keeps_backbone(models):
 
 
 @pytest.mark.parametrize("name,features", [("mcunet_5fps", 160), ("mobilenetv2_w035", 112)])
-def test_include_top_false_gives_pooled_features(name, features):
+def test_include_top_false_gives_pooled_features(name, features, weights):
     model = from_tiny_training(name, include_top=False)
     assert model.output_shape == (None, features)
     assert model.layers[-1].name == "global_pool"
     assert "classifier" not in {layer.name for layer in model.layers}
 
 
-def test_other_input_resolutions(models):
+def test_other_input_resolutions(models, weights):
     model = mobilenetv2_w035(input_shape=(96, 160, 3))
     assert model.output_shape == (None, 1000)
     out = model.predict(np.zeros((1, 96, 160, 3), np.float32), verbose=0)
@@ -489,7 +487,7 @@ def test_other_input_resolutions(models):
         base.get_layer("block3_project").get_weights()[0].shape
 
 
-def test_dynamic_resolution_and_serialization(tmp_path):
+def test_dynamic_resolution_and_serialization(tmp_path, weights):
     model = from_tiny_training("mcunet_5fps", include_top=False, input_shape=(None, None, 3))
     for size in (64, 100):
         assert model.predict(np.zeros((1, size, size, 3), np.float32), verbose=0).shape == (1, 160)
@@ -501,8 +499,8 @@ def test_dynamic_resolution_and_serialization(tmp_path):
                                atol=1e-6)
 
 
-def test_explicit_path_with_sha256():
-    path = str(WEIGHTS_DIR / "mbv2-w0.35.pkl")
+def test_explicit_path_with_sha256(weights):
+    path = str(weights / "mbv2-w0.35.pkl")
     model = from_tiny_training(path, include_top=False,
                                sha256=PRESETS["mobilenetv2_w035"]["sha256"])
     assert model.name == "mbv2_w0_35"
@@ -510,7 +508,7 @@ def test_explicit_path_with_sha256():
         from_tiny_training(path, sha256="0" * 64)
 
 
-def test_invalid_arguments():
+def test_invalid_arguments(weights):
     with pytest.raises(ValueError, match="classes"):
         from_tiny_training("mcunet_5fps", classes=0)
     with pytest.raises(ValueError, match="channels"):
@@ -522,7 +520,6 @@ def test_invalid_arguments():
 
 
 def test_preprocess_input_numpy_and_tensor():
-    tf = pytest.importorskip("tensorflow")
     images = np.array([[[[0, 127, 255]]]], dtype=np.uint8)
     out = preprocess_input(images)
     assert out.dtype == np.float32
@@ -546,8 +543,8 @@ def _write_checkpoint(path, data):
     return path
 
 
-def test_truncated_file_is_a_clear_error(tmp_path):
-    data = (WEIGHTS_DIR / "mcunet-5fps.pkl").read_bytes()
+def test_truncated_file_is_a_clear_error(tmp_path, weights):
+    data = (weights / "mcunet-5fps.pkl").read_bytes()
     bad = tmp_path / "truncated.pkl"
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"truncated\.pkl.*(corrupt|truncated)"):
@@ -595,8 +592,8 @@ def test_inconsistent_structure_is_a_clear_error(tmp_path, checkpoints):
         from_tiny_training(str(path))
 
 
-def test_wrong_checksum_is_a_clear_error(tmp_path, monkeypatch):
-    data = bytearray((WEIGHTS_DIR / "mcunet-5fps.pkl").read_bytes())
+def test_wrong_checksum_is_a_clear_error(tmp_path, monkeypatch, weights):
+    data = bytearray((weights / "mcunet-5fps.pkl").read_bytes())
     data[-100] ^= 0xFF
     local = tmp_path / "weights"
     local.mkdir()
@@ -609,7 +606,7 @@ def test_wrong_checksum_is_a_clear_error(tmp_path, monkeypatch):
         mcunet_5fps(weights=str(local / "mcunet-5fps.pkl"))
     # A preset builder given another preset's file is caught the same way.
     with pytest.raises(ValueError, match="Checksum mismatch"):
-        mcunet_5fps(weights=str(WEIGHTS_DIR / "mbv2-w0.35.pkl"))
+        mcunet_5fps(weights=str(weights / "mbv2-w0.35.pkl"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -617,8 +614,8 @@ def test_wrong_checksum_is_a_clear_error(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------
 
 
-def test_resolution_order(tmp_path, monkeypatch):
-    source = WEIGHTS_DIR / "mcunet-5fps.pkl"
+def test_resolution_order(tmp_path, monkeypatch, weights_dir):
+    source = pathlib.Path(weights_dir) / "mcunet-5fps.pkl"
     explicit, env_dir, arg_dir = tmp_path / "explicit.pkl", tmp_path / "env", tmp_path / "arg"
     keras_home = tmp_path / "home"
     cache = keras_home / "keras_medyate" / "weights"
@@ -655,11 +652,11 @@ def test_resolution_order(tmp_path, monkeypatch):
     assert spec["url"].endswith("/algorithm/assets/mcu_models/mcunet-5fps.pkl")
 
 
-def test_preset_without_checksum_is_checked_for_structure(tmp_path, monkeypatch):
+def test_preset_without_checksum_is_checked_for_structure(tmp_path, monkeypatch, weights_dir):
     keras_home = tmp_path / "home"
-    monkeypatch.delenv("KERAS_MEDYATE_WEIGHTS_DIR")
+    monkeypatch.delenv("KERAS_MEDYATE_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
-    payload = {"bytes": (WEIGHTS_DIR / "mbv2-w0.35.pkl").read_bytes()}
+    payload = {"bytes": (pathlib.Path(weights_dir) / "mbv2-w0.35.pkl").read_bytes()}
 
     def fake_download(url, fname, sha256, cache_dir):
         assert sha256 is None and fname == "proxyless-w0.3.pkl"

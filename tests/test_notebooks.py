@@ -13,7 +13,7 @@ notebook starts, so the per-notebook times measure the notebooks: it links the
 already-unpacked tree of the user's Keras home when there is one (read only),
 else unpacks the tarball once into the session's temporary `KERAS_HOME`.
 
-Needs the `notebooks` extra (`pip install -e ".[test,notebooks]"`).
+Needs the `notebooks` packages, which the `test` extra includes.
 """
 
 import os
@@ -22,30 +22,23 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO
 
 nbformat = pytest.importorskip("nbformat", reason="needs the notebooks extra: "
-                               "pip install -e '.[test,notebooks]'")
+                               "pip install -e '.[notebooks]'")
 nbclient = pytest.importorskip("nbclient", reason="needs the notebooks extra: "
-                               "pip install -e '.[test,notebooks]'")
+                               "pip install -e '.[notebooks]'")
 pytest.importorskip("ipykernel", reason="needs the notebooks extra: "
-                    "pip install -e '.[test,notebooks]'")
+                    "pip install -e '.[notebooks]'")
 
 COLAB = os.path.join(REPO, "colab")
 NOTEBOOKS = sorted(name for name in os.listdir(COLAB) if name.endswith(".ipynb"))
-WEIGHTS_DIR = os.path.join(SHARED_DATA, "weights")
 #: Each notebook must run in under 3 minutes in smoke mode; the assert allows
 #: 50 % slack for a loaded CI machine (override with this variable).
 SMOKE_LIMIT_SECONDS = float(os.environ.get("KERAS_MEDYATE_NOTEBOOK_LIMIT", "270"))
 CELL_TIMEOUT_SECONDS = 600
 #: Notebooks not executed here, with the reason (shown by `pytest -rs`).
 NOT_EXECUTED = {}
-
-needs_checkpoints = pytest.mark.skipif(
-    not os.path.exists(os.path.join(WEIGHTS_DIR, "mcunet-5fps.pkl")),
-    reason=f"paper checkpoints not found in {WEIGHTS_DIR}",
-)
-
 
 def read(name):
     return nbformat.read(os.path.join(COLAB, name), as_version=4)
@@ -81,7 +74,7 @@ def test_layout(name):
 
 
 @pytest.fixture(scope="session")
-def notebook_env(tmp_path_factory):
+def notebook_env(tmp_path_factory, weights_dir, data_dir):
     """Environment of the smoke runs: offline data, a session KERAS_HOME with CIFAR-10."""
     from keras_medyate.data import cache, cifar10
 
@@ -94,9 +87,7 @@ def notebook_env(tmp_path_factory):
         os.symlink(existing, datasets / cifar10.TREE_NAME)
         how = f"linked {existing}"
     else:
-        tarball = os.path.join(SHARED_DATA, "cifar10", cifar10.TARBALL_NAME)
-        if not os.path.exists(tarball):
-            pytest.skip(f"CIFAR-10 not found at {tarball}")
+        tarball = os.path.join(data_dir, "cifar10", cifar10.TARBALL_NAME)
         cache.extract_tarball_once(tarball, top=cifar10.TREE_NAME,
                                    expected_sha256=cifar10.TARBALL_SHA256,
                                    destination=str(datasets))
@@ -104,8 +95,8 @@ def notebook_env(tmp_path_factory):
     print(f"\nCIFAR-10 cache for the notebooks: {how} ({time.perf_counter() - start:.0f} s)")
     return {
         "KERAS_MEDYATE_SMOKE": "1",
-        "KERAS_MEDYATE_DATA_DIR": SHARED_DATA,
-        "KERAS_MEDYATE_WEIGHTS_DIR": WEIGHTS_DIR,
+        "KERAS_MEDYATE_DATA_DIR": data_dir,
+        "KERAS_MEDYATE_WEIGHTS_DIR": weights_dir,
         "KERAS_HOME": str(keras_home),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         # The kernel must draw with the inline backend, whatever the caller uses.
@@ -120,7 +111,6 @@ def error_text(cell):
         for o in cell.get("outputs", []) if o.output_type == "error")
 
 
-@needs_checkpoints
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_in_smoke_mode(name, notebook_env, tmp_path, monkeypatch):
     if name in NOT_EXECUTED:

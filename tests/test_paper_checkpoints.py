@@ -1,22 +1,14 @@
 """The cost model on the papers' own checkpoints."""
 
-import os
-
 import pytest
 
 import keras_medyate as kmd
-from tests.conftest import SHARED_DATA
-
-WEIGHTS = os.path.join(SHARED_DATA, "weights")
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(os.path.join(WEIGHTS, "mcunet-5fps.pkl")),
-    reason=f"paper checkpoints not found in {WEIGHTS}",
-)
 
 
 @pytest.fixture(autouse=True)
-def _weights_dir(monkeypatch):
-    monkeypatch.setenv("KERAS_MEDYATE_WEIGHTS_DIR", WEIGHTS)
+def _weights_env(weights_dir, monkeypatch):
+    """Every test here loads a checkpoint by preset name from `weights_dir` (conftest)."""
+    monkeypatch.setenv("KERAS_MEDYATE_WEIGHTS_DIR", weights_dir)
 
 
 def test_mcunet_full_finetuning_memory_matches_the_paper():

@@ -1,57 +1,77 @@
-"""`benchmarks/paper_comparison.py --quick` produces a well-formed CSV, summary and plots."""
+"""`benchmarks/paper_comparison.py`: CSV, summary and plots, resume, data errors."""
 
 import csv
 import os
 import subprocess
 import sys
 
-import pytest
-
 from keras_medyate.comparison import runner
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(os.path.join(SHARED_DATA, "weights", "mcunet-5fps.pkl")),
-    reason=f"paper checkpoints not found in {SHARED_DATA}",
-)
 REQUIRED = ["model", "dataset", "method", "budget_units", "seed", "top1", "epochs",
-            "train_seconds", "peak_memory_mb", "update_memory_kb"]
+            "train_seconds", "peak_memory_mb", "update_memory_kb", "head_init", "probe_l2"]
 
 
-def run_cli(out, *extra):
-    env = dict(os.environ,
-               KERAS_MEDYATE_WEIGHTS_DIR=os.path.join(SHARED_DATA, "weights"),
-               KERAS_MEDYATE_DATA_DIR=SHARED_DATA,
-               KERAS_HOME=str(out / "keras_home"))
+def run_cli(tmp_path, weights_dir, data_dir, *args):
+    env = dict(os.environ, KERAS_MEDYATE_WEIGHTS_DIR=weights_dir, KERAS_MEDYATE_DATA_DIR=data_dir,
+               KERAS_HOME=str(tmp_path / "keras_home"))
     return subprocess.run(
-        [sys.executable, "benchmarks/paper_comparison.py", "--quick", "--dataset=fashion_mnist",
-         f"--out={out / 'results'}", *extra],
+        [sys.executable, "benchmarks/paper_comparison.py", "--dataset=fashion_mnist",
+         f"--out={tmp_path / 'results'}", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_quick_preset_writes_csv_summary_and_plots(tmp_path):
-    result = run_cli(tmp_path)
+def test_quick_preset_writes_csv_summary_and_plots(tmp_path, weights_dir, data_dir):
+    result = run_cli(tmp_path, weights_dir, data_dir, "--quick")
     assert result.returncode == 0, result.stderr[-3000:]
+    # Only the CLI's own progress: no TensorFlow start-up lines, no Keras warnings.
+    assert "I0000" not in result.stderr and "cuInit" not in result.stderr, result.stderr[-2000:]
+    assert "shuffle=True" not in result.stderr
     results = tmp_path / "results"
     with open(results / "paper_comparison.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert set(REQUIRED) <= set(rows[0])
     assert sorted(r["method"] for r in rows) == sorted(runner.METHODS)
+    probe_l2 = {r["probe_l2"] for r in rows if r["method"] != "linear_probe"}
+    assert len(probe_l2) == 1 and "" not in probe_l2  # every method starts from one probe head
     for row in rows:
         assert 0.0 <= float(row["top1"]) <= 100.0
-        assert float(row["train_seconds"]) > 0 and float(row["peak_memory_mb"]) > 0
-        if row["method"] not in ("full", "classifier"):
+        assert float(row["peak_memory_mb"]) >= 0 and row["head_init"] == "linear_probe"
+        if row["method"] not in runner.BUDGET_FREE:
             assert int(row["budget_units"]) == 15936
             assert 0 < float(row["update_memory_kb"]) <= 15936 * 4 / 1024 + 1e-6
+            assert float(row["train_seconds"]) > 0
+    probe = next(r for r in rows if r["method"] == "linear_probe")
+    assert int(probe["epochs"]) == 0 and float(probe["update_memory_kb"]) == 0
     summary = (results / "summary.md").read_text()
     assert "| medyate | 15,936 |" in summary and "Paired comparison" in summary
+    assert "Smoke run (`--quick`)" in summary and "mean nothing" in summary
     for name in ["accuracy_vs_budget.png", "lara_ranking_mcunet_5fps.png",
                  "selection_heatmap_mcunet_5fps_fashion_mnist.png"]:
         assert (results / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
     # A second call finds every run in the CSV and skips it (resume).
-    again = run_cli(tmp_path)
+    again = run_cli(tmp_path, weights_dir, data_dir, "--quick")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("in the CSV, skipped") == len(runner.METHODS)
     with open(results / "paper_comparison.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
+
+
+def test_too_small_dataset_fails_before_any_work(tmp_path, weights_dir, data_dir):
+    result = run_cli(tmp_path, weights_dir, data_dir, "--methods=medyate",
+                     "--train_per_class=7000", "--test_per_class=all")
+    assert result.returncode != 0
+    assert "train_per_class=7000" in result.stderr and "6000 train images" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()  # no empty output folder left behind
+
+
+def test_a_diverging_run_writes_no_row(tmp_path, weights_dir, data_dir):
+    result = run_cli(tmp_path, weights_dir, data_dir, "--methods=full,linear_probe",
+                     "--train_per_class=4", "--test_per_class=2", "--resolution=32",
+                     "--epochs=1", "--batch_size=8", "--seeds=0", "--full_learning_rate=1e6")
+    assert result.returncode == 1
+    assert "DIVERGED, no row written" in result.stdout and "learning rate 1e+06" in result.stdout
+    with open(tmp_path / "results" / "paper_comparison.csv", newline="") as f:
+        assert [r["method"] for r in csv.DictReader(f)] == ["linear_probe"]

@@ -302,6 +302,7 @@ def test_works_on_sequential_functional_and_nested(builder, expected_first):
     assert all(h.cost_units <= 300 for h in resampler.history.values())
 
 
+@pytest.mark.slow  # 4-5 s; the same flow on small models: test_works_on_sequential_functional_and_nested
 def test_works_on_keras_applications_mobilenetv2():
     model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
                                            weights=None, classes=5)

@@ -15,8 +15,12 @@ import numpy as np
 import pytest
 
 import keras_medyate as kmd
-from tests.conftest import random_data, small_cnn
-from tflite_export import OnDeviceTrainer, export_training_model, flatbuffer, graph, metadata
+
+pytest.importorskip("ai_edge_litert", reason="needs the litert extra: pip install -e '.[litert]' "
+                    "(included in '.[test]')")
+
+from tests.conftest import random_data, small_cnn  # noqa: E402
+from tflite_export import OnDeviceTrainer, export_training_model, flatbuffer, graph, metadata  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ANDROID_MD = os.path.join(os.path.dirname(HERE), "tflite_export", "ANDROID.md")

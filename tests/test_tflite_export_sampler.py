@@ -13,10 +13,14 @@ import numpy as np
 import pytest
 
 import keras_medyate as kmd
-from keras_medyate.strategies import base, medyate
-from tests.conftest import random_data, small_cnn
-from tests.test_tflite_export import export
-from tflite_export import sampler
+
+pytest.importorskip("ai_edge_litert", reason="needs the litert extra: pip install -e '.[litert]' "
+                    "(included in '.[test]')")
+
+from keras_medyate.strategies import base, medyate  # noqa: E402
+from tests.conftest import random_data, small_cnn  # noqa: E402
+from tests.test_tflite_export import export  # noqa: E402
+from tflite_export import sampler  # noqa: E402
 
 DRAWS = 1500
 

@@ -18,13 +18,14 @@ import os
 
 import numpy as np
 
-from keras_medyate.comparison.runner import CSV_COLUMNS
+from keras_medyate.comparison.runner import BUDGET_FREE, CSV_COLUMNS
 
 NUMERIC = {"budget_units", "seed", "top1", "epochs", "train_seconds", "peak_memory_mb",
            "update_memory_kb", "epoch_seconds", "first_epoch_seconds",
            "resample_seconds_per_epoch", "explored",
            "search_space_layers", "channels_per_epoch", "full_memory_kb", "resolution",
-           "train_images", "test_images", "learning_rate"}
+           "train_images", "test_images", "learning_rate", "augment", "clipnorm",
+           "warmup_epochs", "probe_l2", "probe_seconds"}
 
 
 def run_key(row):
@@ -119,7 +120,7 @@ def paired_lines(rows, reference="medyate"):
         method = method[0]
         if method == reference:
             continue
-        if method in ("full", "classifier"):
+        if method in BUDGET_FREE:
             seeds = {r["seed"]: r["top1"] for r in group}
             pairs = [(v, seeds[s]) for (b, s), v in ours.items() if s in seeds]
         else:
@@ -150,14 +151,16 @@ def plot_accuracy_vs_budget(rows, path):
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, ((model, dataset), subset) in zip(axes[0], panels.items()):
         budgets = sorted({r["budget_units"] for r in subset
-                          if r["method"] not in ("full", "classifier")})
+                          if r["method"] not in BUDGET_FREE})
         for method, group in _groups(subset, ("method",)).items():
             method = method[0]
             by_budget = _groups(group, ("budget_units",))
-            if method in ("full", "classifier"):
+            if method in BUDGET_FREE:
                 mean, std = _mean_std([r["top1"] for r in group])
-                ax.axhline(mean, linestyle="--" if method == "full" else ":", color="gray"
-                           if method == "full" else "black", label=f"{method} ({mean:.1f} %)")
+                style = {"full": ("--", "gray"), "classifier": (":", "black")}.get(
+                    method, ("-.", "firebrick"))
+                ax.axhline(mean, linestyle=style[0], color=style[1],
+                           label=f"{method} ({mean:.1f} %)")
                 continue
             xs = sorted(b for (b,) in by_budget)
             stats = [_mean_std([r["top1"] for r in by_budget[(b,)]]) for b in xs]

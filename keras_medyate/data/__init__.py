@@ -11,19 +11,22 @@ print(info.class_names[:2], info.num_train)  # ('T-shirt/top', 'Trouser') 50
 ```
 """
 
+from keras_medyate.data.augmentation import Augmentation
 from keras_medyate.data.cache import cache_dir
-from keras_medyate.data.datasets import ACCEPTED_NAMES, DatasetInfo, load
+from keras_medyate.data.datasets import ACCEPTED_NAMES, DatasetInfo, load, per_class_count
 from keras_medyate.data.errors import DATA_DIR_ENV, DatasetNotFoundError
 from keras_medyate.data.idx import read_idx
 from keras_medyate.data.preprocessing import scale_to_unit_range
 
 __all__ = [
     "ACCEPTED_NAMES",
+    "Augmentation",
     "DATA_DIR_ENV",
     "DatasetInfo",
     "DatasetNotFoundError",
     "cache_dir",
     "load",
+    "per_class_count",
     "read_idx",
     "scale_to_unit_range",
 ]

@@ -9,6 +9,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from keras_medyate.data.augmentation import AugmentArg, resolve_augmentation
 from keras_medyate.data.cifar10 import find_cifar10
 from keras_medyate.data.fashion_mnist import find_fashion_mnist
 from keras_medyate.data.folder import find_folder
@@ -85,17 +86,36 @@ def _check_positive_int(value, arg: str) -> int:
     return int(value)
 
 
+def per_class_count(value, arg: str) -> Optional[int]:
+    """A per-class image count: a positive int, or ``None`` / ``"all"`` for every image.
+
+    Strings of digits (from a command line) are accepted too.
+
+    Raises:
+        ValueError: For anything else, naming ``arg`` and the value received.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(
+            f"`{arg}` must be a positive int or 'all' (every image); received {value!r}.")
+    return int(value)
+
+
 def load(
     name: str,
     image_size: Union[int, Tuple[int, int]] = 128,
     batch_size: int = 32,
-    train_per_class: Optional[int] = None,
-    test_per_class: Optional[int] = None,
+    train_per_class: Union[int, str, None] = None,
+    test_per_class: Union[int, str, None] = None,
     seed: Optional[int] = 0,
     preprocess: PreprocessArg = "tiny_training",
     data_dir: Optional[Union[str, os.PathLike]] = None,
     shuffle: bool = True,
     download: bool = True,
+    augment: AugmentArg = False,
 ) -> Tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
     """Loads an image-classification dataset as batched ``tf.data`` pipelines.
 
@@ -142,7 +162,7 @@ def load(
         image_size: Output size, an int (square) or ``(height, width)``.
         batch_size: Images per batch (the last batch may be smaller).
         train_per_class: Keep this many training images per class, chosen
-            by a shuffle seeded with ``seed``; ``None`` keeps all.
+            by a shuffle seeded with ``seed``; ``None`` or ``"all"`` keeps all.
         test_per_class: Same for the test split.
         seed: Seed of the per-class selection and of the training shuffle.
             The same seed gives the same images and the same sequence of
@@ -157,6 +177,10 @@ def load(
             it must contain the data: nothing else is tried.
         shuffle: Whether to shuffle the training pipeline.
         download: Whether Keras may download the dataset as a last resort.
+        augment: Training-split augmentation: ``False`` (default), ``True``
+            (random resized crop of 8–100 % of the area + horizontal flip,
+            the authors' recipe without colour jitter) or an
+            :class:`Augmentation`. The test split is never augmented.
 
     Returns:
         ``(train_ds, test_ds, info)``: two ``tf.data.Dataset`` pipelines and
@@ -180,9 +204,9 @@ def load(
     ):
         raise ValueError(f"`seed` must be a non-negative int or None; received {seed!r}.")
     preprocess_fn = resolve_preprocess(preprocess)
-    for arg, value in (("train_per_class", train_per_class), ("test_per_class", test_per_class)):
-        if value is not None:
-            _check_positive_int(value, arg)
+    augmentation = resolve_augmentation(augment)
+    train_per_class = per_class_count(train_per_class, "train_per_class")
+    test_per_class = per_class_count(test_per_class, "test_per_class")
 
     raw: RawDataset
     if kind == "cifar10":
@@ -201,7 +225,7 @@ def load(
     )
     test = subset_per_class(raw.test, test_per_class, num_classes, raw.class_names, seed, "test")
 
-    train_ds = build_pipeline(train, size, batch_size, shuffle, seed, preprocess_fn)
+    train_ds = build_pipeline(train, size, batch_size, shuffle, seed, preprocess_fn, augmentation)
     test_ds = build_pipeline(test, size, batch_size, False, seed, preprocess_fn)
     info = DatasetInfo(
         name=canonical,

@@ -17,6 +17,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from keras_medyate.data.augmentation import Augmentation, batch_transform, random_resized_crop
+
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 """File suffixes treated as images (same set as Keras' directory loader)."""
 
@@ -131,7 +133,7 @@ def subset_per_class(
                 f"{len(indices)} {split_name} images of class "
                 f"{class_names[class_id]!r}. The smallest class has "
                 f"{int(counts.min())} {split_name} images; pass at most that "
-                f"or None for all images."
+                f"or 'all' for every image."
             )
         if seed is None:
             rng = np.random.default_rng()
@@ -205,6 +207,7 @@ def build_pipeline(
     shuffle: bool,
     seed: Optional[int],
     preprocess: Optional[Callable],
+    augmentation: Optional[Augmentation] = None,
 ) -> tf.data.Dataset:
     """Turns a split into a batched, prefetched ``tf.data`` pipeline.
 
@@ -223,27 +226,29 @@ def build_pipeline(
     height, width = image_size
     n = len(split)
     labels = split.labels.astype(np.int32)
+    crop = augmentation is not None and augmentation.crop_scale is not None
 
-    def resize(image):
-        if image.shape[0] == height and image.shape[1] == width:
+    def resize(image, crop_seed):
+        grey = image.shape[-1] == 1
+        if crop:
+            image = random_resized_crop(image, (height, width), augmentation, crop_seed)
+        elif image.shape[0] == height and image.shape[1] == width:
             image = tf.cast(image, tf.float32)
         else:
             image = tf.image.resize(image, (height, width), method="bilinear")
-        if image.shape[-1] == 1:
+        if grey:
             image = tf.repeat(image, 3, axis=-1)
+        image.set_shape((height, width, 3))
         return image
 
     if split.paths is not None:
         ds = tf.data.Dataset.from_tensor_slices((split.paths.astype(str).tolist(), labels))
-        if shuffle and n > 1:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
 
-        def load(path, label):
+        def load(example, crop_seed):
+            path, label = example
             data = tf.io.read_file(path)
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            image = tf.image.resize(image, (height, width), method="bilinear")
-            image.set_shape((height, width, 3))
-            return image, label
+            return resize(image, crop_seed), label
 
     else:
         images = split.images
@@ -257,14 +262,24 @@ def build_pipeline(
         images = tf.constant(images.astype(np.uint8, copy=False))
         label_tensor = tf.constant(labels)
         ds = tf.data.Dataset.from_tensor_slices(np.arange(n, dtype=np.int64))
-        if shuffle and n > 1:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
 
-        def load(index):
-            return resize(tf.gather(images, index)), tf.gather(label_tensor, index)
+        def load(index, crop_seed):
+            return resize(tf.gather(images, index), crop_seed), tf.gather(label_tensor, index)
 
+    if shuffle and n > 1:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if crop:
+        # One stateless seed pair per example, new every epoch, fixed by `seed`.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    else:
+        seeds = tf.data.Dataset.from_tensors(tf.zeros((2,), tf.int64)).repeat()
+    ds = tf.data.Dataset.zip((ds, seeds))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size)
+    transform = None if augmentation is None else batch_transform(augmentation, seed)
+    if transform is not None:
+        # Sequential: the Keras layers draw from a seed generator, in batch order.
+        ds = ds.map(lambda x, y: (transform(x), y))
     if preprocess is not None:
         ds = ds.map(
             lambda x, y: (tf.cast(preprocess(x), tf.float32), y),
