@@ -36,6 +36,8 @@ import json
 import keras
 import numpy as np
 
+from keras_medyate import walk as walk_lib
+
 
 @dataclasses.dataclass(frozen=True)
 class LayerInfo:
@@ -102,8 +104,10 @@ def supported_layer_types():
 def inventory(model):
     """Lists the updatable layers of a functional or Sequential model.
 
-    Nested functional/Sequential sub-models are walked recursively. Layers the
-    user froze (`trainable=False`) are left out. Input sizes are read from the
+    The layers come from `keras_medyate.walk` (nested functional/Sequential
+    sub-models flattened, named `"outer/inner"`), the walk the on-device
+    exporter reads too. Layers the user froze (`trainable=False`, or inside a
+    frozen sub-model) are left out. Input sizes are read from the
     model's symbolic graph, so the model must be built with a fixed spatial
     input size.
 
@@ -118,8 +122,14 @@ def inventory(model):
             or an input spatial size is unknown.
     """
     check_graph_model(model)
-    infos = []
-    _walk(model, prefix="", infos=infos)
+    infos, described = [], set()
+    for call in walk_lib.walk(model).calls:
+        layer = call.layer
+        if (call.nested or not call.trainable or not isinstance(layer, supported_layer_types())
+                or id(layer) in described):
+            continue
+        described.add(id(layer))  # a shared layer has one cost (checked in `_io_shapes`)
+        infos.append(_describe(layer, call.name))
     names = [info.name for info in infos]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -138,7 +148,7 @@ def check_graph_model(model):
             "keras-medyate works on Keras 3 functional or Sequential models "
             "(`import keras`, not `tf.keras`/tf_keras)."
         )
-    if not _is_graph_model(model):
+    if not walk_lib.is_graph_model(model):
         raise ValueError(
             f"Model {model.name!r} is a subclassed model ({type(model).__name__}); "
             "its layer graph and activation shapes cannot be read. Build it as a "
@@ -151,27 +161,6 @@ def check_graph_model(model):
             "`keras.Input(shape=(H, W, C))` or call `model.build((None, H, W, C))` "
             "before planning, so that activation sizes are known."
         )
-
-
-def _is_graph_model(model):
-    from keras.src.models.functional import Functional  # noqa: PLC0415
-
-    return isinstance(model, (Functional, keras.Sequential))
-
-
-def _walk(model, prefix, infos):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            if not _is_graph_model(layer):
-                raise ValueError(
-                    f"Nested model {layer.name!r} is subclassed; only functional and "
-                    "Sequential sub-models can be inspected."
-                )
-            if layer.trainable:
-                _walk(layer, prefix=f"{prefix}{layer.name}/", infos=infos)
-            continue
-        if isinstance(layer, supported_layer_types()) and layer.trainable:
-            infos.append(_describe(layer, prefix + layer.name))
 
 
 def _describe(layer, name):

@@ -45,7 +45,6 @@ from typing import Dict, Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_medyate import inventory as inventory_lib
 from keras_medyate import ranking as ranking_lib

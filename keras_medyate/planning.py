@@ -62,6 +62,18 @@ class Plan:
     fingerprint: str = None
     ranking: object = dataclasses.field(default=None, repr=False, compare=False)
 
+    def check_model(self, model, purpose="use"):
+        """Raises unless this plan was made for `model`; returns its `LayerInfo`s.
+
+        Args:
+            model: the Keras model about to be trained or exported.
+            purpose: what the caller does with it, for the message
+                (`"train"`, `"export"`).
+        """
+        infos = inventory_lib.inventory(model)
+        check_fingerprint(self.fingerprint, infos, purpose)
+        return infos
+
     def layer_info(self, name):
         """The `LayerInfo` of a layer of the model."""
         for info in self.infos:
@@ -143,12 +155,7 @@ class Plan:
         """Rebuilds a plan; with `model`, its layers are re-attached."""
         if model is not None:
             infos = inventory_lib.inventory(model)
-            fingerprint = inventory_lib.model_fingerprint(infos)
-            if fingerprint != config["fingerprint"]:
-                raise ValueError(
-                    f"The plan was made for another model (fingerprint "
-                    f"{config['fingerprint']}, this model's is {fingerprint})."
-                )
+            check_fingerprint(config["fingerprint"], infos, "load it with")
         else:
             infos = [
                 inventory_lib.LayerInfo(**{
@@ -165,6 +172,18 @@ class Plan:
     def __repr__(self):
         return (f"<Plan {len(self.layers)} layers, budget {self.budget_units:,} units, "
                 f"classifier {self.classifier!r}>")
+
+
+def check_fingerprint(plan_fingerprint, infos, purpose="use"):
+    """Raises a clear error unless `infos` (a model's inventory) has the plan's
+    architecture fingerprint: the one check that a plan belongs to a model."""
+    fingerprint = inventory_lib.model_fingerprint(infos)
+    if fingerprint != plan_fingerprint:
+        raise ValueError(
+            f"The plan was made for another model (fingerprint {plan_fingerprint}, this "
+            f"model's is {fingerprint}). Call `kmd.plan(model, budget, ...)` on the model "
+            f"you {purpose}."
+        )
 
 
 def plan(model, budget, ranking=None, metric=None, k=None, k_rule="alpha",

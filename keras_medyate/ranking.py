@@ -38,6 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_medyate import channels as channels_lib
 from keras_medyate import inventory as inventory_lib
 
 ALPHA_OPT = 0.2
@@ -227,7 +228,7 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=1e
         grads = tape.gradient(loss_value, variables)
         optimizer.apply(grads, variables)
         channel_norms = [
-            channel_norm(g, axis) for g, axis in zip(grads[: len(kernels)], axes)
+            channels_lib.channel_norms(g, axis, tf) for g, axis in zip(grads[: len(kernels)], axes)
         ]
         layer_norms = [tf.norm(tf.reshape(g, [-1])) for g in grads[: len(kernels)]]
         return loss_value, layer_norms, channel_norms
@@ -285,13 +286,6 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=1e
             **(metadata or {}),
         },
     )
-
-
-def channel_norm(gradient, axis):
-    """L2 norm of every input-channel slice of a kernel gradient."""
-    rank = len(gradient.shape)
-    other_axes = [a for a in range(rank) if a != axis]
-    return tf.sqrt(tf.reduce_sum(tf.square(gradient), axis=other_axes))
 
 
 def as_dataset(data, batch_size=32):

@@ -4,11 +4,14 @@ At the start of every epoch it reads the per-channel gradient norms that
 `SubnetworkModel` accumulated during the previous epoch, asks the strategy for
 the new selection, and writes it to the model's mask variables (no retrace).
 
-All state that must survive a restart (stored norms, the explored set, the
-epoch counter, the masks and the norm accumulators) lives in the model's
-non-trainable variables, and the random draws of epoch `e` come from a
-generator seeded with `(seed, e)`. `keras.callbacks.BackupAndRestore`
-therefore resumes a run exactly where it stopped.
+The selector is built from the plan by the strategies' one factory
+(`strategies.build`). All state that must survive a restart (the state the
+selector declares, the explored set, the epoch counter, the masks and the
+norm accumulators) lives in the model's non-trainable variables: attached to
+a model, the resampler has it hold the selector's declared state. The random
+draws of epoch `e` come from a generator seeded with `(seed, e)`.
+`keras.callbacks.BackupAndRestore` therefore resumes a run exactly where it
+stopped, for any selector.
 
 Example:
 
@@ -69,7 +72,9 @@ class ChannelResampler(keras.callbacks.Callback):
         plan: the `Plan` of the `SubnetworkModel` being trained.
         strategy: str or `ChannelSelector` class. One of `medyate` (default),
             `trady`, `full_random`, `static_random`, `sparse_update`,
-            `det_rgn`, `det_raw`, `prob_raw`, `full`, `classifier`.
+            `det_rgn`, `det_raw`, `prob_raw`, `full`, `classifier`, or your
+            own subclass (the state its `initial_state()` declares is kept
+            in the model like MeDyate's).
         seed: int, seed of the random draws. Defaults to 0.
         fill: `"stop"` (end the budget fill at the first channel that does
             not fit, as in the authors' code; default) or `"skip"` (skip it
@@ -100,21 +105,14 @@ class ChannelResampler(keras.callbacks.Callback):
             raise ValueError(
                 f"`plan` must be a `Plan` from `kmd.plan(...)`, got {type(plan).__name__}."
             )
-        self.selector_class = registry.get(strategy)
-        if fill not in strategies_base.FILL_MODES:
-            raise ValueError(f"`fill` must be one of {strategies_base.FILL_MODES}, got {fill!r}.")
         if norm_statistic not in subnetwork_lib.NORM_STATISTICS:
             raise ValueError(
                 f"`norm_statistic` must be one of {subnetwork_lib.NORM_STATISTICS}, "
                 f"got {norm_statistic!r}."
             )
-        if self.selector_class.whole_network and not plan.covers_whole_network:
-            raise ValueError(
-                f"Strategy {self.selector_class.name!r} samples the whole network, but the "
-                f"plan's search space holds {len(plan.layers)} of "
-                f"{len(plan.candidate_layers)} layers. Build the plan without a ranking: "
-                "`kmd.plan(model, budget)`."
-            )
+        self.selector = registry.build(strategy, plan, fill=fill, epsilon=epsilon,
+                                       scheme=scheme, criteria=criteria)
+        self.selector_class = type(self.selector)
         if self.selector_class.needs_all_norms and probe_data is None:
             raise ValueError(
                 f"Strategy {self.selector_class.name!r} is an oracle: it needs the full "
@@ -141,20 +139,8 @@ class ChannelResampler(keras.callbacks.Callback):
                 ) from error
         self.log_dir = log_dir
         self.verbose = int(verbose)
-        self.selector = self._make_selector()
         self.history = {}
         self._writer = None
-
-    def _make_selector(self):
-        pool = self.plan.pool
-        cls = self.selector_class
-        if cls.name == "sparse_update":
-            return cls(pool, self.plan.budget_units, self.fill, scheme=self.scheme,
-                       criteria=self.criteria, layer_order=self.plan.candidate_layers,
-                       priority=self.plan.ranked_layers)
-        if cls.name in ("medyate", "det_rgn", "det_raw", "prob_raw"):
-            return cls(pool, self.plan.budget_units, self.fill, epsilon=self.epsilon)
-        return cls(pool, self.plan.budget_units, self.fill)
 
     def get_config(self):
         """Constructor arguments (the plan as its config; not `probe_data`)."""
@@ -178,8 +164,15 @@ class ChannelResampler(keras.callbacks.Callback):
         config["plan"] = planning.Plan.from_config(config["plan"])
         return cls(probe_data=probe_data, **config)
 
-    def on_train_begin(self, logs=None):
-        trainer = self.model
+    def set_model(self, model):
+        """Attaches to the model; a `SubnetworkModel` is made to hold the
+        selector's declared state (before any backup is restored into it)."""
+        super().set_model(model)
+        if isinstance(model, subnetwork_lib.SubnetworkModel):
+            self._check_trainer(model)
+            model.store_selector_state(self.selector.state_spec())
+
+    def _check_trainer(self, trainer):
         if not isinstance(trainer, subnetwork_lib.SubnetworkModel):
             raise ValueError(
                 "`ChannelResampler` must be passed to the `fit` of a "
@@ -193,6 +186,9 @@ class ChannelResampler(keras.callbacks.Callback):
                 "The resampler's plan differs from the SubnetworkModel's plan (layers "
                 "or budget); build both from the same `kmd.plan(...)` result."
             )
+
+    def on_train_begin(self, logs=None):
+        self._check_trainer(self.model)
         self.history = {}
         if self.log_dir and self._writer is None:
             import tensorflow as tf  # noqa: PLC0415
@@ -208,7 +204,7 @@ class ChannelResampler(keras.callbacks.Callback):
         norms = trainer.channel_norms(self.norm_statistic) if step > 0 else None
         if self.selector.needs_all_norms and norms is None:
             norms = trainer.measure_channel_norms(self.probe_data, self.probe_steps)
-        self._load_state(trainer)
+        self._load_state(trainer, step)
         context = strategies_base.SelectionContext(
             epoch=step,
             rng=np.random.default_rng([self.seed, step]),
@@ -217,19 +213,16 @@ class ChannelResampler(keras.callbacks.Callback):
             kernels=trainer.kernel_values,
         )
         selected = self.selector.select(context)
-        seen = trainer.selection_state["channel_seen"].numpy()
+        seen = trainer.selection_state[subnetwork_lib.SEEN].numpy()
         seen[selected] = 1.0
-        trainer.selection_state["channel_seen"].assign(seen)
+        trainer.selection_state[subnetwork_lib.SEEN].assign(seen)
         self._save_state(trainer)
         trainer.set_selection(selected)
         trainer.reset_norms()
         trainer.epochs_selected.assign(step + 1)
         cost = pool.cost_of(selected)
         explored = float(seen.mean()) if seen.size else 0.0
-        # A selector that ignores the budget (full fine-tuning) is measured
-        # against what it trains: the whole search space.
-        reference = pool.cost_of(np.arange(pool.size)) if self.selector.ignores_budget \
-            else self.plan.budget_units
+        reference = self.selector.reference_units()
         trainer.set_progress(cost / max(reference, 1), len(selected), explored)
         record = EpochSelection(
             epoch=epoch,
@@ -245,17 +238,21 @@ class ChannelResampler(keras.callbacks.Callback):
                   f"units, explored {100 * explored:.1f} %")
         self._write_summaries(record)
 
-    def _load_state(self, trainer):
-        for key, value in self.selector.state.items():
-            stored = trainer.selection_state[key].numpy()
-            if isinstance(value, np.ndarray):
-                self.selector.state[key] = stored.astype(value.dtype)
-            else:
-                self.selector.state[key] = type(value)(stored)
+    def _load_state(self, trainer, step):
+        """The selector's state: its initial state before the first epoch, else
+        what the model holds (a resumed run continues from it)."""
+        if step == 0:
+            self.selector.state = self.selector.initial_state()
+            return
+        self.selector.state = {
+            name: np.array(trainer.selection_state[name].numpy(), dtype=dtype).reshape(shape)
+            for name, (shape, dtype) in self.selector.state_spec().items()
+        }
 
     def _save_state(self, trainer):
-        for key, value in self.selector.state.items():
-            trainer.selection_state[key].assign(np.asarray(value, np.float64))
+        for name, (shape, dtype) in self.selector.state_spec().items():
+            value = np.asarray(self.selector.state[name], dtype=dtype).reshape(shape)
+            trainer.selection_state[name].assign(value)
 
     def _write_summaries(self, record):
         if self._writer is None:

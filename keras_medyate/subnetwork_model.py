@@ -17,6 +17,13 @@ model: what it trains is in the original model afterwards. Each step:
 5. the per-input-channel gradient norms are accumulated in variables that the
    `ChannelResampler` reads at the next epoch.
 
+The model also holds, as non-trainable variables, the selection state that
+must survive a restart: the explored set, the epoch counter, and whatever
+state the strategy's selector declares (`ChannelSelector.initial_state`;
+`ChannelResampler` asks for it with `store_selector_state`). They are saved
+and restored with the weights by `keras.callbacks.BackupAndRestore` and in
+`.keras` files.
+
 Example:
 
 >>> import keras, numpy as np
@@ -37,14 +44,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_medyate import inventory as inventory_lib
+from keras_medyate import channels as channels_lib
+from keras_medyate import planning
 from keras_medyate import ranking as ranking_lib
 
 BATCHNORM_MODES = ("frozen", "train")
 NORM_STATISTICS = ("mean", "last")
-#: Names of the per-channel selection-state variables kept in the model, so
-#: that `keras.callbacks.BackupAndRestore` restores them with the weights.
-STATE_NAMES = ("channel_memory", "channel_measured", "channel_seen")
+#: The selection state the resampler itself keeps (the explored set); a
+#: selector may not declare state under this name.
+SEEN = "channel_seen"
 
 
 @keras.saving.register_keras_serializable(package="keras_medyate")
@@ -61,10 +69,19 @@ class SubnetworkModel(keras.Model):
             are; their moving statistics then update on every step, but their
             gamma/beta are never trained).
         name: str, the model name.
+        selector_state: dict name → `(shape, dtype)` of selector state to
+            hold from the start (what `store_selector_state` recorded; the
+            config of a saved model carries it). Defaults to none: the
+            `ChannelResampler` adds its selector's state when it is attached
+            (`fit` attaches it before `BackupAndRestore` restores anything).
+            To `load_weights` saved by a trained model into a new one, pass
+            `resampler.selector.state_spec()` here first.
 
     Attributes:
         plan: the plan.
         masks: dict layer name → float32 variable over its input channels.
+        selection_state: dict name → non-trainable variable: `channel_seen`
+            (the explored set) and the state of the selectors stored so far.
 
     Logs (visible in the progress bar): `budget_used` (fraction of the budget
     taken by the current selection; of the whole search space for full
@@ -72,17 +89,10 @@ class SubnetworkModel(keras.Model):
     `explored` (fraction of the search space trained at least once).
     """
 
-    def __init__(self, model, plan, batchnorm="frozen", name=None):
+    def __init__(self, model, plan, batchnorm="frozen", name=None, selector_state=None):
         if batchnorm not in BATCHNORM_MODES:
             raise ValueError(f"`batchnorm` must be one of {BATCHNORM_MODES}, got {batchnorm!r}.")
-        infos = inventory_lib.inventory(model)
-        fingerprint = inventory_lib.model_fingerprint(infos)
-        if plan.fingerprint != fingerprint:
-            raise ValueError(
-                f"The plan was made for another model (fingerprint {plan.fingerprint}, "
-                f"this model's is {fingerprint}). Call `kmd.plan(model, budget, ...)` "
-                "on the model you train."
-            )
+        infos = plan.check_model(model, purpose="train")
         if batchnorm == "frozen":
             freeze_batchnorm(model)
         super().__init__(inputs=model.inputs, outputs=model.outputs,
@@ -102,17 +112,14 @@ class SubnetworkModel(keras.Model):
             self._norm_sums.append(self._state_variable(f"norm_sum_{suffix}", (info.num_channels,)))
             self._norm_last.append(self._state_variable(f"norm_last_{suffix}", (info.num_channels,)))
         self._norm_steps = self._state_variable("norm_steps", ())
-        self.selection_state = {
-            state: self._state_variable(state, (pool.size,), dtype="float64")
-            for state in STATE_NAMES
-        }
-        self.selection_state["memory_max_filled"] = self._state_variable(
-            "memory_max_filled", (), dtype="float64")
+        self.selection_state = {SEEN: self._state_variable(SEEN, (pool.size,), dtype="float64")}
         self.epochs_selected = self._state_variable("epochs_selected", (), dtype="int64")
         self._budget_used = self._state_variable("budget_used", ())
         self._channels_selected = self._state_variable("channels_selected", ())
         self._explored = self._state_variable("explored", ())
         self._measure_function = None
+        self._selector_state = {}
+        self.store_selector_state(selector_state or {})
 
     def get_config(self):
         """The wrapped model, the plan and the options (for `.keras` saving)."""
@@ -122,21 +129,57 @@ class SubnetworkModel(keras.Model):
             "plan": self.plan.to_config(),
             "batchnorm": self.batchnorm,
             "name": self.name,
+            "selector_state": {name: {"shape": list(shape), "dtype": dtype}
+                               for name, (shape, dtype) in self._selector_state.items()},
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         model = keras.saving.deserialize_keras_object(config["model"],
                                                       custom_objects=custom_objects)
-        from keras_medyate import planning  # noqa: PLC0415
-
         plan = planning.Plan.from_config(config["plan"], model=model)
-        return cls(model, plan, batchnorm=config["batchnorm"], name=config["name"])
+        selector_state = {name: (tuple(spec["shape"]), spec["dtype"])
+                          for name, spec in config.get("selector_state", {}).items()}
+        return cls(model, plan, batchnorm=config["batchnorm"], name=config["name"],
+                   selector_state=selector_state)
+
+    def store_selector_state(self, spec):
+        """Holds a non-trainable variable for every entry of a selector's state.
+
+        Entries already held are kept (their shape and dtype must match);
+        new ones start at zero. `ChannelResampler` calls this when it is
+        attached to the model, before any backup is restored.
+
+        Args:
+            spec: dict name → `(shape, dtype)`, as `ChannelSelector.state_spec()`
+                returns it.
+
+        Raises:
+            ValueError: a name the resampler uses itself, or an entry held
+                with another shape or dtype.
+        """
+        for name, (shape, dtype) in spec.items():
+            shape, dtype = tuple(int(d) for d in shape), str(keras.backend.standardize_dtype(dtype))
+            if name in self._selector_state:
+                if self._selector_state[name] != (shape, dtype):
+                    raise ValueError(
+                        f"Selector state {name!r} is held with shape and dtype "
+                        f"{self._selector_state[name]}, not {(shape, dtype)}: another "
+                        "strategy stored it. Use a fresh `SubnetworkModel`."
+                    )
+                continue
+            if name in self.selection_state:
+                raise ValueError(
+                    f"A selector may not declare state named {name!r}: the resampler keeps "
+                    "the explored set under that name."
+                )
+            self.selection_state[name] = self._state_variable(name, shape, dtype=dtype)
+            self._selector_state[name] = (shape, dtype)
 
     def _state_variable(self, name, shape, value=0.0, dtype="float32"):
         return self.add_weight(
             name=name, shape=shape, dtype=dtype, trainable=False,
-            initializer=keras.initializers.Constant(value),
+            initializer="zeros" if value == 0 else keras.initializers.Constant(value),
         )
 
     # The variables this model updates: the search-space kernels and the
@@ -178,7 +221,8 @@ class SubnetworkModel(keras.Model):
                     f"Layer {info.name!r} received no gradient: is it connected to "
                     "the loss?"
                 )
-            norms = ranking_lib.channel_norm(tf.convert_to_tensor(gradient), info.channel_axis)
+            norms = channels_lib.channel_norms(tf.convert_to_tensor(gradient), info.channel_axis,
+                                               tf)
             norm_sum.assign_add(norms)
             norm_last.assign(norms)
             mask = _broadcastable(self.masks[info.name], info)
@@ -238,9 +282,9 @@ class SubnetworkModel(keras.Model):
         self._explored.assign(float(explored))
 
     def reset_selection_state(self):
-        """Forgets the stored norms, the explored set and the epoch counter."""
+        """Forgets the selector state, the explored set and the epoch counter."""
         for variable in self.selection_state.values():
-            variable.assign(np.zeros(variable.shape, np.float64))
+            variable.assign(np.zeros(variable.shape, variable.dtype))
         self.epochs_selected.assign(0)
         self.reset_norms()
 
@@ -277,7 +321,7 @@ class SubnetworkModel(keras.Model):
                     y_pred = self(x, training=True)
                     loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
                 gradients = tape.gradient(loss, kernels)
-                return [ranking_lib.channel_norm(g, info.channel_axis)
+                return [channels_lib.channel_norms(g, info.channel_axis, tf)
                         for g, info in zip(gradients, self._space)]
 
             self._measure_function = measure

@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny models and random data, fast on 2 CPU cores, and the offline data.
+"""Shared fixtures: where the offline data is, and the offline checkpoint fixtures.
+
+Helpers that are not fixtures (tiny models, random data, ...) are in
+``tests/helpers.py``; test files import them from there.
 
 Offline data (checkpoints, CIFAR-10, Fashion-MNIST) is found the way the library
 finds it: the environment variable first (``KERAS_MEDYATE_WEIGHTS_DIR``,
@@ -16,16 +19,18 @@ reasons: ``-rs``). Example::
 """
 
 import os
+import pathlib
 
 from keras_medyate import console
 
 console.quiet_tensorflow()  # before Keras imports TensorFlow
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from tests.helpers import MODEL_FILES, REPO  # noqa: E402
+
 WEIGHTS_DIR_ENV = "KERAS_MEDYATE_WEIGHTS_DIR"
 DATA_DIR_ENV = "KERAS_MEDYATE_DATA_DIR"
 #: The developers' fallback: a `shared/data` folder beside the clone.
@@ -34,7 +39,7 @@ DEVELOPER_DATA_DIR = os.path.join(os.path.dirname(REPO), "shared", "data")
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
 #: The checkpoints the tests load (presets `mcunet_5fps` and `mobilenetv2_w035`).
-CHECKPOINTS = ("mcunet-5fps.pkl", "mbv2-w0.35.pkl")
+CHECKPOINTS = tuple(MODEL_FILES.values())
 CIFAR10_TARBALL = os.path.join("cifar10", "cifar10_jpg.tar.gz")
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -132,44 +137,34 @@ def fashion_mnist_dir():
                  "a folder holding fashion-mnist/ with the four IDX files.")
 
 
-def three_layer_net(num_classes=3):
-    """Conv(3→4, 3x3, stride 2) → DepthwiseConv(3x3) → Conv 1x1 (4→6) → GAP → Dense."""
-    inputs = keras.Input((8, 8, 3), name="image")
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(inputs)
-    x = keras.layers.ReLU(name="relu")(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
-    x = keras.layers.Conv2D(6, 1, name="pointwise")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(num_classes, name="classifier")(x)
-    return keras.Model(inputs, outputs, name="three_layer_net")
+@pytest.fixture
+def offline_weights(monkeypatch, tmp_path):
+    """A private Keras home, and every checkpoint download refused: a test that
+    would reach the network fails loudly (`pytestmark = usefixtures(...)`)."""
+    from keras_medyate.models import presets  # noqa: PLC0415
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+
+    def _no_download(*args, **kwargs):
+        raise AssertionError(f"test tried to download {args}")
+
+    monkeypatch.setattr(presets, "_download", _no_download)
 
 
-def small_cnn(name="small_cnn", num_classes=3, size=16, batchnorm=True):
-    """A small MobileNet-like functional CNN with a residual add and BatchNorm."""
-    inputs = keras.Input((size, size, 3))
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="stem")(inputs)
-    if batchnorm:
-        x = keras.layers.BatchNormalization(name="stem_bn")(x)
-    x = keras.layers.ReLU(6.0)(x)
-    shortcut = x
-    x = keras.layers.Conv2D(16, 1, name="b1_expand")(x)
-    x = keras.layers.ReLU(6.0)(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", name="b1_depthwise")(x)
-    x = keras.layers.ReLU(6.0)(x)
-    x = keras.layers.Conv2D(8, 1, name="b1_project")(x)
-    x = keras.layers.Add()([x, shortcut])
-    x = keras.layers.Conv2D(12, 3, strides=2, padding="same", name="b2_conv")(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(num_classes, name="classifier")(x)
-    return keras.Model(inputs, outputs, name=name)
+@pytest.fixture
+def weights(weights_dir, monkeypatch):
+    """The checkpoint folder (a Path), with KERAS_MEDYATE_WEIGHTS_DIR set to it for one test."""
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, weights_dir)
+    return pathlib.Path(weights_dir)
 
 
-def random_data(n=32, size=16, num_classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, size, size, 3)).astype("float32")
-    y = (np.arange(n) % num_classes).astype("int32")
-    return x, y
+@pytest.fixture(scope="module")
+def checkpoints(weights_dir):
+    """Preset name → the checkpoint read by `load_tiny_training_checkpoint`."""
+    from keras_medyate.models import load_tiny_training_checkpoint  # noqa: PLC0415
+
+    folder = pathlib.Path(weights_dir)
+    return {name: load_tiny_training_checkpoint(folder / f) for name, f in MODEL_FILES.items()}
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_medyate.data import Augmentation
 from keras_medyate.data.pipeline import Split, build_pipeline

@@ -7,6 +7,8 @@ import pytest
 
 MODULES = [
     "keras_medyate.memory",
+    "keras_medyate.channels",
+    "keras_medyate.walk",
     "keras_medyate.inventory",
     "keras_medyate.ranking",
     "keras_medyate.planning",

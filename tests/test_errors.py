@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_medyate as kmd
-from tests.conftest import random_data, small_cnn, three_layer_net
+from tests.helpers import random_data, small_cnn, three_layer_net
 
 
 def test_budget_below_the_cheapest_channel():

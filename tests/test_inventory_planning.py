@@ -6,7 +6,7 @@ import pytest
 
 import keras_medyate as kmd
 from keras_medyate import inventory, ranking
-from tests.conftest import small_cnn, three_layer_net
+from tests.helpers import small_cnn, three_layer_net
 
 
 def test_cost_model_matches_hand_computed_numbers():
@@ -159,3 +159,51 @@ def test_explicit_zero_padding_is_not_charged():
     info = inventory.inventory(model)[0]
     assert info.input_hw == (8, 8) and info.activation_units_per_channel == 64
     assert info.output_hw == (4, 4)
+
+
+def _branchy_model():
+    """Parallel branches of different depths, a ReLU layer called twice, a
+    three-way add and a nested Sequential backbone."""
+    backbone = keras.Sequential([keras.Input((8, 8, 3)),
+                                 keras.layers.Conv2D(3, 1, name="inner")], name="backbone")
+    inputs = keras.Input((8, 8, 3))
+    x = backbone(inputs)
+    a = keras.layers.Conv2D(4, 1, name="b")(x)
+    c = keras.layers.Conv2D(4, 3, padding="same", name="c")(x)
+    e = keras.layers.Conv2D(4, 1, name="e")(keras.layers.Conv2D(4, 1, name="d")(c))
+    relu = keras.layers.ReLU(name="shared_relu")
+    x = relu(keras.layers.Add(name="add")([a, e]))
+    y = relu(keras.layers.Conv2D(4, 1, name="f")(x))
+    x = keras.layers.Add(name="add2")([x, y, keras.layers.Conv2D(4, 1, name="g")(x)])
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(x), name="branchy")
+
+
+def test_inventory_and_the_export_graph_read_one_walk():
+    from keras_medyate import walk  # noqa: PLC0415
+    from tflite_export import graph  # noqa: PLC0415
+
+    model = _branchy_model()
+    names = [info.name for info in inventory.inventory(model)]
+    # Keras' own layer order (by depth, then trace order), which the fingerprint hashes.
+    assert names == ["backbone/inner", "c", "d", "b", "e", "f", "g", "head"]
+    steps = graph.build_graph(model).steps
+    assert [s.name for s in steps if s.kind in ("conv", "dense")] == names
+    assert [s.name for s in steps].count("shared_relu") == 2
+    calls = walk.walk(model).calls
+    assert [c.name for c in calls if c.nested] == ["backbone"]
+    # Every call reads tensors written before it: a topological order.
+    written = set(walk.walk(model).inputs)
+    for call in calls:
+        assert set(call.inputs) <= written, call.name
+        written |= set(call.outputs)
+
+
+def test_a_nested_model_called_twice_writes_new_tensors_each_time():
+    from keras_medyate import walk  # noqa: PLC0415
+
+    inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.ReLU(name="r")], name="inner")
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, inner(inner(inputs)))
+    first, second = [c for c in walk.walk(model).calls if c.name == "inner/r"]
+    assert second.inputs == first.outputs and second.outputs != first.outputs

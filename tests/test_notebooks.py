@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 nbformat = pytest.importorskip("nbformat", reason="needs the notebooks extra: "
                                "pip install -e '.[notebooks]'")

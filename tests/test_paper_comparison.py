@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from keras_medyate.comparison import runner
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 REQUIRED = ["model", "dataset", "method", "budget_units", "seed", "top1", "epochs",
             "train_seconds", "peak_memory_mb", "update_memory_kb", "head_init", "probe_l2"]

@@ -7,11 +7,11 @@ import sys
 import pytest
 
 import keras_medyate as kmd
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 LAZY_PACKAGES = ("keras_medyate.data", "keras_medyate.models", "keras_medyate.comparison")
-SUBMODULES = ("comparison", "console", "data", "inventory", "memory", "models", "planning",
-              "ranking", "resampler", "strategies", "subnetwork_model")
+SUBMODULES = ("channels", "comparison", "console", "data", "inventory", "memory", "models",
+              "planning", "ranking", "resampler", "strategies", "subnetwork_model")
 CORE_NAMES = ("ChannelResampler", "EpochSelection", "LayerInfo", "LayerRanking", "Plan",
               "STRATEGIES", "SubnetworkModel", "fit_classifier", "format_units", "parse_budget", "plan",
               "rank_layers", "__version__")
@@ -78,6 +78,29 @@ def test_import_is_lazy_and_sets_no_environment_variable():
         "assert 'keras_medyate.models' in sys.modules\n"
         "assert 'keras_medyate.data' not in sys.modules\n"
         "print('ok')\n")
+    assert result.stdout.strip() == "ok"
+
+
+def test_numpy_parts_and_the_device_driver_import_without_tensorflow():
+    """The pool, the strategies, memory units and channel norms need numpy only, so
+    `OnDeviceTrainer` reuses them in a process that never loads TensorFlow."""
+    code = (
+        "import sys\n"
+        "import keras_medyate.channels, keras_medyate.memory, keras_medyate.strategies\n"
+        "from keras_medyate.strategies.base import ChannelPool\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
+    try:
+        import ai_edge_litert  # noqa: F401, PLC0415
+    except ImportError:
+        pass
+    else:
+        code += (
+            "from tflite_export import OnDeviceTrainer\n"
+            "import tflite_export.on_device as on_device\n"
+            "assert on_device.ChannelPool is ChannelPool\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n")
+    result = run_python(code + "print('ok')\n")
     assert result.stdout.strip() == "ok"
 
 

@@ -5,7 +5,6 @@ import re
 import subprocess
 import sys
 
-import pytest
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 

@@ -6,13 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keras_medyate.strategies import STRATEGIES, base, get, medyate, oracles, sparse_update
-
-
-def make_pool(num_channels, costs):
-    num_channels = np.asarray(num_channels, np.int64)
-    offsets = np.concatenate([[0], np.cumsum(num_channels)[:-1]]).astype(np.int64)
-    names = tuple(f"layer{i}" for i in range(len(num_channels)))
-    return base.ChannelPool(names, num_channels, np.asarray(costs, np.int64), offsets)
+from tests.helpers import make_pool
 
 
 def context(epoch, previous=None, norms=None, seed=0, kernels=None):
@@ -167,7 +161,7 @@ def test_unknown_strategy_lists_the_accepted_names():
         get("medyat")
 
 
-BUDGETED = [s for s in STRATEGIES if s not in ("full",)]
+BUDGETED = [s for s in STRATEGIES if not get(s).ignores_budget]
 
 
 @settings(max_examples=1200, deadline=None)

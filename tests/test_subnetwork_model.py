@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import keras_medyate as kmd
-from tests.conftest import random_data, small_cnn
+from keras_medyate.strategies import base
+from tests.helpers import random_data, small_cnn
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -181,13 +182,31 @@ def test_logs_report_budget_channels_and_exploration():
     assert history.history["explored"][2] >= history.history["explored"][0]
 
 
-def run_with_backup(tmp_path, epochs, interrupt_at=None, seed=5):
+class LeastRecentSelector(base.ChannelSelector):
+    """A user-defined strategy with its own state: the channels trained longest
+    ago first (never-trained ones first of all), ties broken at random."""
+
+    name = "least_recent"
+
+    def initial_state(self):
+        return {"last_trained": np.full(self.pool.size, -1, np.int64),
+                "rounds": np.array(0, np.int64)}
+
+    def propose(self, context):
+        order = np.lexsort((context.rng.permutation(self.pool.size), self.state["last_trained"]))
+        selected = self.fill_in_order(order)
+        self.state["last_trained"][selected] = self.state["rounds"]
+        self.state["rounds"] = self.state["rounds"] + 1
+        return selected
+
+
+def run_with_backup(tmp_path, epochs, interrupt_at=None, seed=5, strategy="medyate"):
     keras.utils.set_random_seed(0)
     model = small_cnn()
     plan = kmd.plan(model, budget=600)
     trainer = kmd.SubnetworkModel(model, plan)
     trainer.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=LOSS)
-    resampler = kmd.ChannelResampler(plan, strategy="medyate", seed=seed)
+    resampler = kmd.ChannelResampler(plan, strategy=strategy, seed=seed)
     callbacks = [resampler]
     if tmp_path is not None:
         callbacks.insert(0, keras.callbacks.BackupAndRestore(str(tmp_path)))
@@ -206,10 +225,12 @@ def run_with_backup(tmp_path, epochs, interrupt_at=None, seed=5):
     return model, resampler
 
 
-def test_backup_and_restore_resumes_exactly(tmp_path):
-    reference_model, reference = run_with_backup(None, epochs=5)
-    run_with_backup(tmp_path / "backup", epochs=5, interrupt_at=3)
-    resumed_model, resumed = run_with_backup(tmp_path / "backup", epochs=5)
+def assert_resumes_exactly(tmp_path, strategy):
+    """Interrupted at epoch 3 and resumed = one uninterrupted run: same
+    selections, same weights; returns (reference, resumed) resamplers."""
+    reference_model, reference = run_with_backup(None, epochs=5, strategy=strategy)
+    run_with_backup(tmp_path / "backup", epochs=5, interrupt_at=3, strategy=strategy)
+    resumed_model, resumed = run_with_backup(tmp_path / "backup", epochs=5, strategy=strategy)
     assert sorted(resumed.history) == [3, 4]  # only the epochs it ran
     for epoch in (3, 4):
         for name in reference.history[epoch].channels:
@@ -217,6 +238,30 @@ def test_backup_and_restore_resumes_exactly(tmp_path):
                                           resumed.history[epoch].channels[name])
     for a, b in zip(reference_model.get_weights(), resumed_model.get_weights()):
         np.testing.assert_array_equal(a, b)
+    return reference, resumed
+
+
+def test_backup_and_restore_resumes_exactly(tmp_path):
+    assert_resumes_exactly(tmp_path, "medyate")
+
+
+def test_user_defined_selector_state_resumes_exactly_and_is_saved(tmp_path):
+    reference, resumed = assert_resumes_exactly(tmp_path, LeastRecentSelector)
+    # Its state lives in the model: the resumed run ends where the reference did.
+    for name in ("last_trained", "rounds"):
+        np.testing.assert_array_equal(reference.model.selection_state[name].numpy(),
+                                      resumed.model.selection_state[name].numpy())
+    assert int(resumed.model.selection_state["rounds"].numpy()) == 5
+    # Every channel was trained once before any was trained twice.
+    first_rounds = [reference.history[e].channels for e in range(3)]
+    trained = np.concatenate([reference.plan.pool.from_dict(c) for c in first_rounds])
+    assert len(np.unique(trained)) == len(trained)
+    # A `.keras` file keeps it too.
+    reference.model.save(tmp_path / "least_recent.keras")
+    loaded = keras.models.load_model(tmp_path / "least_recent.keras")
+    np.testing.assert_array_equal(loaded.selection_state["last_trained"].numpy(),
+                                  reference.model.selection_state["last_trained"].numpy())
+    assert loaded.selection_state["last_trained"].dtype == "int64"
 
 
 def test_oracle_uses_probe_data_before_the_first_epoch():

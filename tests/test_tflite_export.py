@@ -19,77 +19,20 @@ import keras_medyate as kmd
 pytest.importorskip("ai_edge_litert", reason="needs the litert extra: pip install -e '.[litert]' "
                     "(included in '.[test]')")
 
-from tests.conftest import random_data, small_cnn  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    assert_same_training,
+    export,
+    keras_weight,
+    random_data,
+    small_cnn,
+)
 from tflite_export import OnDeviceTrainer, export_training_model, flatbuffer, graph, metadata  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ANDROID_MD = os.path.join(os.path.dirname(HERE), "tflite_export", "ANDROID.md")
 
 
-# --- shared helpers (also imported by the other test_tflite_export_* files) -------
-
-
-def export(model, plan, directory, name="model", **kwargs):
-    """Exports and opens the model; returns (OnDeviceTrainer, ExportSummary)."""
-    path = os.path.join(str(directory), f"{name}.tflite")
-    summary = export_training_model(model, plan, path, **kwargs)
-    return OnDeviceTrainer(path, num_threads=2), summary
-
-
-def keras_trainer(model, plan, learning_rate, from_logits):
-    trainer = kmd.SubnetworkModel(model, plan)
-    trainer.compile(optimizer=keras.optimizers.SGD(learning_rate),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
-    return trainer
-
-
-def keras_weight(model, key):
-    """The Keras value of `"<layer>/<kernel|bias>"` (nested names: `"outer/inner/kernel"`)."""
-    *path, part = key.split("/")
-    layer = model
-    for name in path:
-        layer = layer.get_layer(name)
-    return np.asarray(getattr(layer, part).numpy())
-
-
-def assert_same_training(device, model, plan, x, y, selected, learning_rate, steps,
-                         from_logits, rtol=1e-5):
-    """N `train` steps on the device equal N `SubnetworkModel` plain-SGD steps."""
-    trainer = keras_trainer(model, plan, learning_rate, from_logits)
-    trainer.set_selection(selected)
-    mask = np.zeros(plan.pool.size, np.float32)
-    mask[selected] = 1.0
-    device.set_mask(mask, allow_over_budget=True)
-    batch = device.batch_size
-    before = device.get_weights()
-    for step in range(steps):
-        xb, yb = x[step * batch:(step + 1) * batch], y[step * batch:(step + 1) * batch]
-        keras_loss = trainer.train_on_batch(xb, yb)
-        keras_loss = keras_loss[0] if isinstance(keras_loss, list) else keras_loss
-        device_loss = device.train(xb, yb)
-        assert device_loss == pytest.approx(float(keras_loss), rel=rtol)
-    after = device.get_weights()
-    for key, value in after.items():
-        expected = keras_weight(model, key)
-        scale = np.abs(expected).max()
-        np.testing.assert_allclose(value, expected, rtol=rtol, atol=rtol * scale,
-                                   err_msg=f"{key} differs from SubnetworkModel")
-    # Non-selected input channels of the search space: bit-identical.
-    for name in plan.layers:
-        info = plan.layer_info(name)
-        key = f"{name}/kernel"
-        frozen = np.setdiff1d(np.arange(info.num_channels),
-                              plan.pool.to_dict(selected)[name])
-        np.testing.assert_array_equal(np.take(after[key], frozen, axis=info.channel_axis),
-                                      np.take(before[key], frozen, axis=info.channel_axis),
-                                      err_msg=f"a non-selected slice of {name} moved")
-    # The per-channel norm accumulators equal SubnetworkModel's.
-    state = device.get_state()
-    expected_sums = np.concatenate([v.numpy() for v in trainer._norm_sums])
-    np.testing.assert_allclose(state["norm_sum"], expected_sums, rtol=1e-4,
-                               atol=1e-6 * expected_sums.max())
-    assert state["norm_steps"][0] == steps
-    return before, after
+# --- models of this file -------------------------------------------------------------
 
 
 def randomize_batchnorm(model, seed=1):

@@ -8,7 +8,7 @@ import keras_medyate as kmd
 pytest.importorskip("ai_edge_litert", reason="needs the litert extra: pip install -e '.[litert]' "
                     "(included in '.[test]')")
 
-from tests.test_tflite_export import assert_same_training, export  # noqa: E402
+from tests.helpers import assert_same_training, export  # noqa: E402
 from tflite_export import flatbuffer  # noqa: E402
 
 # Slow (the export of MCUNet alone takes 4-7 s on 2 cores): the same checks run on

@@ -18,8 +18,7 @@ pytest.importorskip("ai_edge_litert", reason="needs the litert extra: pip instal
                     "(included in '.[test]')")
 
 from keras_medyate.strategies import base, medyate  # noqa: E402
-from tests.conftest import random_data, small_cnn  # noqa: E402
-from tests.test_tflite_export import export  # noqa: E402
+from tests.helpers import export, random_data, small_cnn  # noqa: E402
 from tflite_export import sampler  # noqa: E402
 
 DRAWS = 1500

@@ -34,7 +34,8 @@ __all__ = ["OnDeviceTrainer", "export_training_model"]
 
 
 def __getattr__(name):
-    # Lazy: `OnDeviceTrainer` needs only numpy + ai_edge_litert, and the
+    # Lazy: `OnDeviceTrainer` needs only numpy + ai_edge_litert (+ the numpy-only
+    # `keras_medyate.strategies.base.ChannelPool`), and the
     # exporter pulls in TensorFlow; an app-side process imports only what it uses.
     if name == "export_training_model":
         from tflite_export.exporter import export_training_model  # noqa: PLC0415

@@ -3,8 +3,9 @@
 For every budget, the parent process exports MCUNet-in1 (the paper's
 checkpoint) with a LaRa plan, then runs two fresh child processes on the
 file, one for `train` and one for `infer`, so that each peak RSS belongs to
-one signature. A child imports only numpy and `ai_edge_litert` (through
-`tflite_export.on_device`), never TensorFlow, like an app would.
+one signature. A child imports only numpy, `ai_edge_litert` and the
+numpy-only `ChannelPool` (through `tflite_export.on_device`), never
+TensorFlow, like an app would.
 
 Usage (the README's numbers):
 

@@ -29,12 +29,11 @@ import tempfile
 
 import tensorflow as tf
 
-from keras_medyate import inventory as inventory_lib
 from keras_medyate import planning
+from keras_medyate.strategies import base as strategies_base
 from tflite_export import flatbuffer
+from tflite_export import sampler
 from tflite_export import signatures as signatures_lib
-
-FILL_MODES = ("stop",)
 
 
 @dataclasses.dataclass
@@ -130,14 +129,7 @@ def _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill
                      infer_batch_size):
     if not isinstance(plan, planning.Plan):
         raise ValueError(f"`plan` must be a `Plan` from `kmd.plan(...)`, got {type(plan).__name__}.")
-    inventory_lib.check_graph_model(model)
-    fingerprint = inventory_lib.model_fingerprint(inventory_lib.inventory(model))
-    if plan.fingerprint != fingerprint:
-        raise ValueError(
-            f"The plan was made for another model (fingerprint {plan.fingerprint}, this "
-            f"model's is {fingerprint}). Call `kmd.plan(model, budget, ...)` on the model "
-            "you export."
-        )
+    plan.check_model(model, purpose="export")
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).endswith(".tflite"):
         raise ValueError(f"`path` must be a file name ending with '.tflite', got {path!r}.")
     for name, value in (("batch_size", batch_size), ("infer_batch_size", infer_batch_size)):
@@ -150,11 +142,10 @@ def _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill
         raise ValueError(f"`learning_rate` must be a positive finite float, got {learning_rate!r}.")
     if not isinstance(epsilon, (int, float)) or not 0 <= epsilon < 1:
         raise ValueError(f"`epsilon` must be in [0, 1), got {epsilon!r}.")
-    if fill not in FILL_MODES:
-        raise ValueError(
-            f"`fill` must be one of {FILL_MODES} on the device, got {fill!r}: the 'skip' "
-            "fill is sequential and has no builtin-op form; export with fill='stop'."
-        )
+    strategies_base.check_fill_mode(
+        fill, (sampler.FILL_MODE,), where=" on the device",
+        hint="The 'skip' fill is sequential and has no builtin-op form; export with "
+             "fill='stop'.")
 
 
 def _convert(module):

@@ -1,11 +1,12 @@
-"""Reads a Keras 3 functional graph into a flat list of supported steps.
+"""The steps of the on-device training graph, read from a Keras model's layer calls.
 
 The exporter never calls Keras layers: it re-implements each supported layer
 with TensorFlow ops that convert to LiteRT builtins (see `layer_ops`). This
-module is the bridge: it walks the model's symbolic graph (every KerasTensor's
-`_keras_history` points at the layer node that produced it), in topological
-order, flattening nested functional/Sequential sub-models, and describes each
-layer as a `Step` with the parameters the builtin implementation needs.
+module is the bridge: it takes the layer calls of the model in topological
+order, nested functional/Sequential sub-models flattened with `outer/` names,
+from the same walk `kmd.plan` reads its layers from (`keras_medyate.walk`),
+and describes each call as a `Step` with the parameters the builtin
+implementation needs.
 
 Supported layers: `InputLayer`, `Conv2D` (groups=1, dilation 1, "valid" or
 "same"), `DepthwiseConv2D` (dilation 1, any depth multiplier), `Dense`,
@@ -32,6 +33,8 @@ import dataclasses
 
 import keras
 import numpy as np
+
+from keras_medyate import walk as walk_lib
 
 STEP_KINDS = ("conv", "depthwise", "dense", "pad", "add", "relu", "affine",
               "gap", "reshape", "identity")
@@ -136,9 +139,15 @@ def build_graph(model):
             f"{len(model.outputs)} outputs; the on-device export supports one image "
             "input and one classification output."
         )
-    builder = _Builder()
-    input_id = builder.tensor_id(model.inputs[0])
-    output_id = builder.walk(model, prefix="")
+    try:
+        flat = walk_lib.walk(model)
+    except walk_lib.UnreadableModelError as error:
+        raise UnsupportedLayerError(str(error)) from error
+    builder = _Builder(flat.shapes)
+    input_id = builder.tensor_id(flat.inputs[0])
+    for call in flat.calls:
+        builder.add(call)
+    output_id = builder.tensor_id(flat.outputs[0])
     steps = builder.steps
     shapes = builder.shapes
     input_shape = tuple(shapes[input_id][1:])
@@ -179,87 +188,52 @@ def build_graph(model):
 
 
 class _Builder:
-    """Depth-first walk from the outputs, emitting steps in topological order."""
+    """Turns the walk's layer calls into steps on integer tensor ids."""
 
-    def __init__(self):
+    def __init__(self, shapes):
         self.steps = []
         self.shapes = {}
+        self._key_shapes = shapes
         self._ids = {}
-        self._done = {}
-        self._next = 0
 
-    def tensor_id(self, keras_tensor):
-        key = id(keras_tensor)
+    def tensor_id(self, key):
+        """The integer id of a tensor of the walk (given on first use)."""
         if key not in self._ids:
-            self._ids[key] = self._new_id(tuple(keras_tensor.shape))
-            # Keep the KerasTensor alive so that id() stays unique.
-            self._done.setdefault(("tensor", key), keras_tensor)
+            self._ids[key] = self._new_id(self._key_shapes[key])
         return self._ids[key]
 
     def _new_id(self, shape):
-        tensor = self._next
-        self._next += 1
+        tensor = len(self.shapes)
         self.shapes[tensor] = shape
         return tensor
 
-    def alias(self, keras_tensor, tensor):
-        """Makes `keras_tensor` refer to an existing tensor id."""
-        self._ids[id(keras_tensor)] = tensor
-        self._done.setdefault(("tensor", id(keras_tensor)), keras_tensor)
-
-    def walk(self, model, prefix):
-        """Emits the steps of `model`; returns the id of its output."""
-        return self._resolve(model.outputs[0], prefix)
-
-    def _resolve(self, keras_tensor, prefix):
-        key = id(keras_tensor)
-        if key in self._ids:
-            return self._ids[key]
-        history = getattr(keras_tensor, "_keras_history", None)
-        if history is None or history.operation is None:
-            return self.tensor_id(keras_tensor)
-        operation = history.operation
-        node = operation._inbound_nodes[history.node_index]
-        inputs = [self._resolve(t, prefix) for t in node.input_tensors]
-        if isinstance(operation, keras.layers.InputLayer):
-            return self.tensor_id(keras_tensor)
-        if isinstance(operation, keras.Model):
-            return self._nested(operation, node, inputs, keras_tensor, prefix)
-        if len(node.output_tensors) != 1:
+    def add(self, call):
+        """Emits the step(s) of one layer call; a nested model's call is checked
+        only (its own calls follow it)."""
+        if call.nested:
+            model = call.layer
+            if len(model.inputs) != 1 or len(call.inputs) != 1 or len(model.outputs) != 1:
+                raise UnsupportedLayerError(
+                    f"Nested model {call.name!r} must have one input and one output.")
+            return
+        if len(call.outputs) != 1:
             raise UnsupportedLayerError(
-                f"Layer {prefix}{operation.name!r} ({type(operation).__name__}) has "
-                f"{len(node.output_tensors)} outputs; only single-output layers are "
-                "supported."
+                f"Layer {call.name!r} ({type(call.layer).__name__}) has {len(call.outputs)} "
+                "outputs; only single-output layers are supported."
             )
-        self._emit(operation, f"{prefix}{operation.name}", inputs, node.output_tensors[0])
-        return self._ids[key]
+        inputs = [self.tensor_id(key) for key in call.inputs]
+        self._emit(call.layer, call.name, inputs, call.outputs[0])
 
-    def _nested(self, model, node, inputs, keras_tensor, prefix):
-        if not isinstance(model, keras.Sequential) and not hasattr(model, "_nodes_by_depth"):
-            raise UnsupportedLayerError(
-                f"Nested model {prefix}{model.name!r} ({type(model).__name__}) is "
-                "subclassed; only functional and Sequential sub-models can be exported."
-            )
-        if len(model.inputs) != 1 or len(inputs) != 1 or len(model.outputs) != 1:
-            raise UnsupportedLayerError(
-                f"Nested model {prefix}{model.name!r} must have one input and one output."
-            )
-        self.alias(model.inputs[0], inputs[0])
-        inner = self.walk(model, prefix=f"{prefix}{model.name}/")
-        self.alias(node.output_tensors[0], inner)
-        return self._ids[id(keras_tensor)]
-
-    def _emit(self, layer, name, inputs, keras_output):
-        output_shape = tuple(keras_output.shape)
+    def _emit(self, layer, name, inputs, output_key):
         kind, params, activation = _describe(layer, name, inputs, self.shapes)
         if activation in (None, "linear"):
-            out = self.tensor_id(keras_output)
+            out = self.tensor_id(output_key)
             self.steps.append(Step(name, kind, tuple(inputs), out, layer, params))
             return
         # A fused activation becomes a separate step on a synthetic tensor.
-        pre = self._new_id(output_shape)
+        pre = self._new_id(self._key_shapes[output_key])
         self.steps.append(Step(name, kind, tuple(inputs), pre, layer, params))
-        out = self.tensor_id(keras_output)
+        out = self.tensor_id(output_key)
         if activation == "softmax":
             self.steps.append(Step(name, "softmax", (pre,), out, layer, {}))
         else:

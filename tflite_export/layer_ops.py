@@ -268,9 +268,3 @@ def gap_input_grad(dy, input_shape):
     batch, height, width, channels = (int(d) for d in input_shape)
     dy = tf.reshape(dy, [batch, 1, 1, channels]) / float(height * width)
     return dy * tf.ones([1, height, width, 1], dy.dtype)
-
-
-def channel_norms(gradient, channel_axis):
-    """L2 norm of every input-channel slice (as `SubnetworkModel` measures it)."""
-    axes = [a for a in range(len(gradient.shape)) if a != channel_axis]
-    return tf.sqrt(tf.reduce_sum(tf.square(gradient), axis=axes))

@@ -2,8 +2,9 @@
 
 This is the reference for what the Android app does: every method is one
 `runSignature` call (or a loop of them, for `fit`), with the same signature
-and tensor names. It imports numpy and `ai_edge_litert` only (no TensorFlow),
-so it runs in a lean process.
+and tensor names. It imports numpy, `ai_edge_litert` and keras-medyate's
+numpy-only `ChannelPool` (no TensorFlow, no Keras), so it runs in a lean
+process.
 
 Example:
 
@@ -24,6 +25,7 @@ import os
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from keras_medyate.strategies.base import ChannelPool
 from tflite_export import flatbuffer
 from tflite_export import metadata as metadata_lib
 
@@ -62,6 +64,10 @@ class OnDeviceTrainer:
 
     Attributes:
         metadata: dict, the JSON embedded in the file (layers, pool, shapes).
+        pool: `keras_medyate.strategies.ChannelPool`, the search space's
+            channels, as the exported plan had them.
+        layer_names: list of str, the search-space layers (pool order).
+        pool_size: int, number of channels in the pool.
         batch_size: int, the static batch of `train`.
         budget_units: int.
 
@@ -106,12 +112,9 @@ class OnDeviceTrainer:
                 f"`json` ({error}); the file was not written by `export_training_model`."
             ) from error
         self.metadata = metadata_lib.decode(raw, repr(path))
-        pool = self.metadata["pool"]
-        self.layer_names = list(pool["layers"])
-        self._offsets = np.asarray(pool["offsets"], np.int64)
-        self._num_channels = np.asarray(pool["num_channels"], np.int64)
-        self._costs = np.repeat(np.asarray(pool["channel_costs"], np.int64), self._num_channels)
-        self.pool_size = int(pool["size"])
+        self.pool = ChannelPool.from_config(self.metadata["pool"])
+        self.layer_names = list(self.pool.layer_names)
+        self.pool_size = self.pool.size
         self.batch_size = int(self.metadata["batch_size"])
         self.budget_units = int(self.metadata["budget_units"])
         self.input_shape = tuple(self.metadata["input_shape"])
@@ -200,7 +203,7 @@ class OnDeviceTrainer:
             `Selection` (its `epoch` is None).
         """
         mask = self._as_mask(selection)
-        cost = int(self._costs[mask > 0].sum())
+        cost = self._cost(mask)
         if cost > self.budget_units and not allow_over_budget:
             raise ValueError(
                 f"The selection costs {cost:,} units, over the budget of {self.budget_units:,}. "
@@ -213,24 +216,12 @@ class OnDeviceTrainer:
     def selection(self):
         """The current `Selection` (read from the state)."""
         mask = self.get_state()["mask"]
-        return Selection(channels=self._to_dict(mask), cost_units=int(self._costs[mask > 0].sum()),
+        return Selection(channels=self._to_dict(mask), cost_units=self._cost(mask),
                          mask=mask, epoch=int(self.get_state()["epoch"][0]))
 
     def _as_mask(self, selection):
         if isinstance(selection, dict):
-            unknown = sorted(set(selection) - set(self.layer_names))
-            if unknown:
-                raise ValueError(f"Unknown layers {unknown}; the search space is {self.layer_names}.")
-            mask = np.zeros(self.pool_size, np.float32)
-            for k, name in enumerate(self.layer_names):
-                idx = np.asarray(selection.get(name, []), np.int64).reshape(-1)
-                if idx.size and (idx.min() < 0 or idx.max() >= self._num_channels[k]):
-                    raise ValueError(
-                        f"Channel indices for layer {name!r} must be in [0, "
-                        f"{self._num_channels[k]}), got {idx.tolist()}."
-                    )
-                mask[idx + self._offsets[k]] = 1.0
-            return mask
+            return self.pool.flat_mask(self.pool.from_dict(selection))
         mask = np.asarray(selection, np.float32)
         if mask.shape != (self.pool_size,):
             raise ValueError(
@@ -240,10 +231,10 @@ class OnDeviceTrainer:
         return (mask > 0.5).astype(np.float32)
 
     def _to_dict(self, mask):
-        flat = np.flatnonzero(np.asarray(mask) > 0.5)
-        return {name: (flat[(flat >= self._offsets[k]) & (flat < self._offsets[k] + n)]
-                       - self._offsets[k]).astype(np.int64)
-                for k, (name, n) in enumerate(zip(self.layer_names, self._num_channels))}
+        return self.pool.to_dict(np.flatnonzero(np.asarray(mask) > 0.5))
+
+    def _cost(self, mask):
+        return self.pool.cost_of(np.flatnonzero(np.asarray(mask) > 0))
 
     def set_learning_rate(self, learning_rate):
         """Sets the SGD learning rate used by `train`."""

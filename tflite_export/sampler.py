@@ -37,6 +37,8 @@ True
 import numpy as np
 import tensorflow as tf
 
+#: The budget fill the device runs (one of `keras_medyate.strategies.base.FILL_MODES`).
+FILL_MODE = "stop"
 #: Multipliers of the 32-bit avalanche mix (xor-shift / multiply rounds).
 MIX_MULTIPLIERS = (0x7FEB352D, 0x846CA68B)
 #: Odd constants that separate the seed, the resample count and the counter.

@@ -33,9 +33,9 @@ Example (building the module is what `export_training_model` does):
 import numpy as np
 import tensorflow as tf
 
+from keras_medyate import channels as channels_lib
 from keras_medyate.version import __version__
 from tflite_export import graph as graph_lib
-from tflite_export import layer_ops
 from tflite_export import metadata as metadata_lib
 from tflite_export import sampler
 from tflite_export import training_graph
@@ -161,7 +161,7 @@ class TrainingModule(tf.Module):
             key = f"{name}/kernel"
             gradient = grads[key]
             axis = self._axes[name]
-            norms.append(layer_ops.channel_norms(gradient, axis))
+            norms.append(channels_lib.channel_norms(gradient, axis, tf))
             start = int(self._pool.offsets[index])
             count = int(self._pool.num_channels[index])
             shape = [1] * len(gradient.shape)

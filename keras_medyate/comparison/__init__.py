@@ -5,4 +5,11 @@
 `benchmarks/paper_comparison.py`; the demo and the notebooks use the same code.
 """
 
-from keras_medyate.comparison.runner import METHODS, RunConfig, build_plan, run_one
+from keras_medyate.comparison.runner import (  # noqa: F401 - the package's API
+    METHODS,
+    RunConfig,
+    build_plan,
+    load_data,
+    protocol_defaults,
+    run_one,
+)

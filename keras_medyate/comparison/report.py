@@ -80,11 +80,72 @@ def _paired_t(differences):
     return float(stats.ttest_1samp(differences, 0.0).pvalue)
 
 
+#: Budgeted methods a device can run (the oracles read the full gradient).
+DEPLOYABLE_BASELINES = ("trady", "lara_trady", "full_random", "static_random", "sparse_update")
+
+
+def accuracy_table(rows):
+    """Top-1 % (mean ± std over seeds) with one column per budget: a markdown table."""
+    budgets = sorted({r["budget_units"] for r in rows if r["method"] not in BUDGET_FREE})
+    lines = ["| method | " + " | ".join(f"{int(b):,}" for b in budgets) + " | seeds |",
+             "|---|" + "---|" * (len(budgets) + 1)]
+    for (method,), group in _groups(rows, ("method",)).items():
+        if method in BUDGET_FREE:
+            mean, std = _mean_std([r["top1"] for r in group])
+            label = {"full": f"full ({int(group[0]['budget_units']):,} units)"}.get(method, method)
+            cells = [f"{mean:.2f} ± {std:.2f} (any budget)"] + [""] * (len(budgets) - 1)
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(group)} |")
+            continue
+        by_budget = _groups(group, ("budget_units",))
+        cells = []
+        for budget in budgets:
+            values = [r["top1"] for r in by_budget.get((budget,), [])]
+            cells.append("" if not values else "{:.2f} ± {:.2f}".format(*_mean_std(values)))
+        seeds = len({r["seed"] for r in group})
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {seeds} |")
+    return lines
+
+
+def acceptance_lines(rows, reference="medyate"):
+    """MeDyate against the bars of the recipe issue, per budget (means over seeds)."""
+    def mean(method, budget=None):
+        values = [r["top1"] for r in rows if r["method"] == method
+                  and (budget is None or r["budget_units"] == budget)]
+        return float(np.mean(values)) if values else math.nan
+
+    budgets = sorted({r["budget_units"] for r in rows if r["method"] == reference})
+    if not budgets:
+        return []
+    lines = [f"Bars for {reference} (means over seeds): best deployable baseline − 0.5, "
+             "linear probe + 3, and at the smallest budget full fine-tuning − 3.", "",
+             "| budget | " + reference + " | best deployable baseline | linear probe | full | "
+             "≥ best − 0.5 | ≥ probe + 3 | ≥ full − 3 |", "|---|---|---|---|---|---|---|---|"]
+    probe, full = mean("linear_probe"), mean("full")
+    for index, budget in enumerate(budgets):
+        ours = mean(reference, budget)
+        baselines = {m: mean(m, budget) for m in DEPLOYABLE_BASELINES}
+        baselines = {m: v for m, v in baselines.items() if not math.isnan(v)}
+        best = max(baselines.items(), key=lambda item: item[1]) if baselines else ("–", math.nan)
+
+        def verdict(ok, value):
+            return "n/a" if math.isnan(value) else ("yes" if ok else "**no**")
+
+        full_check = verdict(ours >= full - 3, full) if index == 0 else ""
+        lines.append(
+            f"| {int(budget):,} | {ours:.2f} | {best[1]:.2f} ({best[0]}) | {probe:.2f} | "
+            f"{full:.2f} | {verdict(ours >= best[1] - 0.5, best[1])} | "
+            f"{verdict(ours >= probe + 3, probe)} | {full_check} |")
+    return lines
+
+
 def summary_markdown(rows, reference="medyate"):
     """Mean ± std per method × budget, speed/memory, and paired comparisons."""
     lines = []
     for (model, dataset), subset in _groups(rows, ("model", "dataset")).items():
-        lines += [f"### {model} on {dataset}", ""]
+        lines += [f"### {model} on {dataset}", "", "Top-1 % (mean ± std over seeds):", "",
+                  *accuracy_table(subset), "", *acceptance_lines(subset, reference), "",
+                  "Every run (memory, time; timing columns are only comparable within one "
+                  "quiet run):", ""]
         full = [r for r in subset if r["method"] == "full"]
         full_epoch = np.mean([r["epoch_seconds"] for r in full]) if full else math.nan
         lines.append("| method | budget (units) | top-1 % (mean ± std) | runs | update memory KB "

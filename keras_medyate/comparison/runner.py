@@ -21,18 +21,19 @@ no weight decay), cosine decay after a linear warm-up, a per-variable
 gradient clip, BatchNorm frozen, the LaRa ranking shipped with keras-medyate,
 and each method's measured peak learning rate (`DEFAULT_LEARNING_RATES`;
 see `benchmarks/RESULTS.md`). `protocol="paper"` gives the papers' own
-settings back: a fresh random head, SGD at 0.125 for every method, no clip.
+settings back: a fresh random head, SGD at 0.125 for every method, no clip,
+5 warm-up epochs.
 A run whose loss becomes NaN/inf or grows 10× stops with
 `TrainingDivergedError` (it names the learning rate) and yields no row.
 
 Example:
 
 ```python
-from keras_medyate import comparison, data
-train_ds, test_ds, info = data.load("cifar10", image_size=96, train_per_class=50)
+from keras_medyate import comparison
+train_ds, test_ds, probe_ds, info = comparison.load_data("cifar10", 96, train_per_class=50)
 row, resampler = comparison.run_one(
     comparison.RunConfig(model="mcunet_5fps", method="medyate", budget_units=15936),
-    train_ds, test_ds, info, probe_ds=train_ds)
+    train_ds, test_ds, info, probe_ds=probe_ds)
 print(row["top1"], row["update_memory_kb"])
 ```
 """
@@ -285,7 +286,7 @@ def run_one(config, train_ds, test_ds, info, probe_ds=None, verbose=0):
     peak_mb = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
     _, top1 = trainer.evaluate(test_ds, verbose=0)
     history = list(resampler.history.values())
-    if strategy == "full":
+    if kmd.strategies.get(strategy).ignores_budget:
         update_units = plan.full_finetune_units
     else:
         update_units = max((h.cost_units for h in history), default=0)
@@ -371,8 +372,11 @@ def run_name(config, info):
 
 def budget_column(method, budget_units, plan):
     """The budget a run is recorded under: the plan's full fine-tuning units for
-    `full`, 0 for the head-only methods, else the budget."""
-    if method == "full":
+    a method whose strategy ignores the budget (full fine-tuning), 0 for the
+    head-only methods, else the budget."""
+    from keras_medyate import strategies
+
+    if strategies.get(METHODS[method][1]).ignores_budget:
         return plan.full_finetune_units
     if method in BUDGET_FREE:
         return 0

@@ -128,13 +128,9 @@ def extract_tarball_once(
         return target
 
     if expected_sha256 is not None:
-        actual = sha256_of(archive)
-        if actual != expected_sha256:
-            raise ValueError(
-                f"Checksum mismatch for {archive}: expected sha256 "
-                f"{expected_sha256}, got {actual}. The file is corrupt or "
-                "not the expected archive; replace it with a fresh copy."
-            )
+        files.verify_sha256(
+            archive, expected_sha256, what="archive",
+            advice="The file is corrupt or not the expected archive; replace it with a fresh copy.")
 
     os.makedirs(destination, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{top}-unpacking-", dir=destination)

@@ -2,6 +2,9 @@
 
 The checkpoints are MIT HAN Lab's int8 ImageNet models released with tiny-training
 (MIT license, ``LICENSE.tiny-training``; keep the notice when redistributing them).
+One module per step: ``presets`` (a preset name → a verified local file),
+``checkpoint`` (the file → validated nested dicts), ``architecture`` (those dicts →
+a Keras model), and ``tiny_training`` (the entry points that compose them).
 
 Example:
     >>> from keras_medyate.models import mcunet_5fps, preprocess_input
@@ -10,18 +13,14 @@ Example:
     (None, 10)
 """
 
-from keras_medyate.models.presets import (
-    PRESETS,
-    mcunet_5fps,
-    mobilenetv2_w035,
-    proxylessnas_w03,
-    resolve_weights,
-    weights_cache_dir,
-)
+from keras_medyate.models.checkpoint import load_tiny_training_checkpoint
+from keras_medyate.models.presets import PRESETS, resolve_weights, weights_cache_dir
 from keras_medyate.models.tiny_training import (
     from_tiny_training,
-    load_tiny_training_checkpoint,
+    mcunet_5fps,
+    mobilenetv2_w035,
     preprocess_input,
+    proxylessnas_w03,
 )
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Pretrained tiny-training checkpoints: presets, local resolution and checksummed download.
+"""Preset names → verified local checkpoint files (local copies, cache, checksummed download).
 
 A preset names one of MIT HAN Lab's ImageNet-pretrained MCU models released with
 tiny-training ("On-Device Training Under 256KB Memory", Lin et al., 2022). The
@@ -17,10 +17,13 @@ Where a preset's file is looked for, in order (:func:`resolve_weights`):
 5. a download from the public tiny-training repository into that cache, with
    ``keras.utils.get_file``, only when no local copy exists.
 
-Files found locally (2.-4.) are checked against the preset's SHA-256. A preset
-whose SHA-256 is unknown (``proxylessnas_w03``: the file was not available when
-the presets were written) is only checked for being a well-formed tiny-training
-checkpoint, and a warning says so.
+Files found locally (2.-4.) are checked against the preset's SHA-256 (with
+`keras_medyate.files.verify_sha256`; a download is checked by
+``keras.utils.get_file`` itself). A preset whose SHA-256 is unknown
+(``proxylessnas_w03``: the file was not available when the presets were
+written) is only checked for being a well-formed tiny-training checkpoint, and
+a warning says so. The model builders of the presets (``mcunet_5fps``, ...)
+are in `keras_medyate.models.tiny_training`.
 """
 
 from __future__ import annotations
@@ -32,12 +35,11 @@ from typing import Any
 import keras
 
 from keras_medyate import files
+from keras_medyate.models import checkpoint
 
 __all__ = [
     "PRESETS",
-    "mcunet_5fps",
-    "mobilenetv2_w035",
-    "proxylessnas_w03",
+    "check_preset_file",
     "resolve_weights",
     "weights_cache_dir",
 ]
@@ -141,10 +143,6 @@ def weights_cache_dir() -> str:
     return files.cache_dir("weights")
 
 
-# One checksum helper for the whole package.
-sha256_of = files.sha256_of
-
-
 def _verify(path: str, preset: str) -> str:
     """Checks a local preset file against its pinned SHA-256 (or its structure)."""
     expected = PRESETS[preset]["sha256"]
@@ -155,19 +153,13 @@ def _verify(path: str, preset: str) -> str:
             UserWarning,
             stacklevel=3,
         )
-        from keras_medyate.models.tiny_training import load_tiny_training_checkpoint
-
-        load_tiny_training_checkpoint(path)  # raises ValueError if malformed
+        checkpoint.load_tiny_training_checkpoint(path)  # raises ValueError if malformed
         return path
-    actual = sha256_of(path)
-    if actual != expected:
-        raise ValueError(
-            f"Checksum mismatch for preset {preset!r} at {path!r}: expected SHA-256 "
-            f"{expected}, got {actual}. The file is corrupt, truncated or a different "
-            "checkpoint; delete it (it will be downloaded again) or point "
-            f"{WEIGHTS_DIR_ENV} at a directory holding the original file."
-        )
-    return path
+    return files.verify_sha256(
+        path, expected, what=f"preset {preset!r}",
+        advice="The file is corrupt, truncated or a different checkpoint; delete it (it will "
+               f"be downloaded again) or point {WEIGHTS_DIR_ENV} at a directory holding the "
+               "original file.")
 
 
 def _download(url: str, fname: str, sha256: str | None, cache_dir: str) -> str:
@@ -181,7 +173,7 @@ def _download(url: str, fname: str, sha256: str | None, cache_dir: str) -> str:
         file_hash=sha256,
         hash_algorithm="sha256",
         cache_dir=cache_dir,
-        cache_subdir=os.path.join("keras_medyate", "weights"),
+        cache_subdir=files.cache_subdir("weights"),
     )
 
 
@@ -268,103 +260,18 @@ def resolve_weights(
     return _verify(path, preset)
 
 
-def _build(preset: str, weights: str | os.PathLike | None, kwargs: dict):
-    from keras_medyate.models.tiny_training import from_tiny_training
-
-    if weights is None:
-        source = preset
-    else:
-        source = os.fspath(weights)
-        if not os.path.isfile(source):
-            raise FileNotFoundError(
-                f"weights={source!r} for preset {preset!r} does not exist; pass the path of "
-                f"{PRESETS[preset]['file']!r} or weights=None to resolve it automatically."
-            )
-        _verify(source, preset)
-    kwargs.setdefault("name", preset)
-    return from_tiny_training(source, **kwargs)
-
-
-def mcunet_5fps(weights: str | os.PathLike | None = None, **kwargs) -> keras.Model:
-    """MCUNet-in1 ("mcunet-5fps"), ImageNet-pretrained at 128x128, as a float Keras model.
-
-    The weights are MIT-licensed by MIT HAN Lab (tiny-training); keep the
-    notice (``LICENSE.tiny-training``) wherever they are redistributed.
-
-    Example:
-        >>> from keras_medyate.models import mcunet_5fps
-        >>> mcunet_5fps(classes=10).output_shape
-        (None, 10)
-
-    Args:
-        weights: Optional path of ``mcunet-5fps.pkl``; it must match the pinned
-            SHA-256. ``None`` resolves the file with :func:`resolve_weights`.
-        **kwargs: Keyword arguments of
-            :func:`keras_medyate.models.from_tiny_training` (``include_top``,
-            ``classes``, ``input_shape``, ``name``, ``clip``, ``weights_dir``).
-
-    Returns:
-        A ``keras.Model``.
+def check_preset_file(preset: str, path: str | os.PathLike) -> str:
+    """Returns ``path`` if it exists and is the preset's file (its pinned SHA-256).
 
     Raises:
-        FileNotFoundError: If ``weights`` is given but does not exist.
-        ValueError: If the file fails its checksum or is malformed, or if an
-            argument is invalid.
+        FileNotFoundError: no such file.
+        ValueError: the file fails its checksum (or, for a preset without a
+            pinned SHA-256, is not a well-formed checkpoint).
     """
-    return _build("mcunet_5fps", weights, kwargs)
-
-
-def mobilenetv2_w035(weights: str | os.PathLike | None = None, **kwargs) -> keras.Model:
-    """MobileNetV2 width 0.35, ImageNet-pretrained at 128x128, as a float Keras model.
-
-    The weights are MIT-licensed by MIT HAN Lab (tiny-training); keep the
-    notice (``LICENSE.tiny-training``) wherever they are redistributed.
-
-    Example:
-        >>> from keras_medyate.models import mobilenetv2_w035
-        >>> mobilenetv2_w035(include_top=False).output_shape
-        (None, 112)
-
-    Args:
-        weights: Optional path of ``mbv2-w0.35.pkl``; it must match the pinned
-            SHA-256. ``None`` resolves the file with :func:`resolve_weights`.
-        **kwargs: Keyword arguments of
-            :func:`keras_medyate.models.from_tiny_training`.
-
-    Returns:
-        A ``keras.Model``.
-
-    Raises:
-        FileNotFoundError: If ``weights`` is given but does not exist.
-        ValueError: If the file fails its checksum or is malformed, or if an
-            argument is invalid.
-    """
-    return _build("mobilenetv2_w035", weights, kwargs)
-
-
-def proxylessnas_w03(weights: str | os.PathLike | None = None, **kwargs) -> keras.Model:
-    """ProxylessNAS width 0.3, ImageNet-pretrained, as a float Keras model.
-
-    No SHA-256 is pinned for this file: it is only checked for being a
-    well-formed tiny-training checkpoint, and a ``UserWarning`` says so. The
-    weights are MIT-licensed by MIT HAN Lab (tiny-training); keep the notice
-    (``LICENSE.tiny-training``) wherever they are redistributed.
-
-    Example:
-        >>> from keras_medyate.models import proxylessnas_w03
-        >>> model = proxylessnas_w03(weights="proxyless-w0.3.pkl")  # doctest: +SKIP
-
-    Args:
-        weights: Optional path of ``proxyless-w0.3.pkl``. ``None`` resolves the
-            file with :func:`resolve_weights`.
-        **kwargs: Keyword arguments of
-            :func:`keras_medyate.models.from_tiny_training`.
-
-    Returns:
-        A ``keras.Model``.
-
-    Raises:
-        FileNotFoundError: If ``weights`` is given but does not exist.
-        ValueError: If the file is malformed, or if an argument is invalid.
-    """
-    return _build("proxylessnas_w03", weights, kwargs)
+    source = os.fspath(path)
+    if not os.path.isfile(source):
+        raise FileNotFoundError(
+            f"weights={source!r} for preset {preset!r} does not exist; pass the path of "
+            f"{PRESETS[preset]['file']!r} or weights=None to resolve it automatically."
+        )
+    return _verify(source, preset)

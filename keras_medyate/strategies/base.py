@@ -1,4 +1,4 @@
-"""The channel pool, the budget fill and the selector interface.
+"""What every channel-selection strategy is built on: the pool, the budget fill, the interface.
 
 Every strategy answers one question per epoch: which input channels of the
 search-space layers are updated? The answer is a set of *flat* indices into a
@@ -13,13 +13,37 @@ proposes while the running cost stays within the budget. Two modes:
   the next, cheaper ones.
 
 In both modes the selected cost never exceeds the budget.
+
+A selector that keeps state across epochs declares it in `initial_state()`
+(names, shapes and dtypes of numpy arrays); the model stores exactly that, so
+training resumes exactly. Every selector is built from a plan by one factory,
+`ChannelSelector.from_plan` (`registry.build` looks the class up by name).
+
+This module and everything it imports need numpy only (no TensorFlow, no
+Keras): the on-device driver `tflite_export.OnDeviceTrainer` reuses
+`ChannelPool` in a process without TensorFlow.
 """
 
 import dataclasses
+import inspect
 
 import numpy as np
 
 FILL_MODES = ("stop", "skip")
+
+
+def check_fill_mode(fill, modes=FILL_MODES, where="", hint=""):
+    """Raises a clear `ValueError` unless `fill` is one of `modes`.
+
+    Args:
+        fill: the value given.
+        modes: the accepted modes (a subset of `FILL_MODES`).
+        where: where fewer modes apply (`" on the device"`).
+        hint: a sentence on what to do instead, appended to the message.
+    """
+    if fill not in modes:
+        message = f"`fill` must be one of {tuple(modes)}{where}, got {fill!r}."
+        raise ValueError(f"{message} {hint}" if hint else message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +61,27 @@ class ChannelPool:
     num_channels: np.ndarray
     channel_costs: np.ndarray
     offsets: np.ndarray
+
+    @classmethod
+    def from_config(cls, config):
+        """Inverse of `to_config` (the pool as stored in an exported model)."""
+        return cls(
+            layer_names=tuple(config["layers"]),
+            num_channels=np.asarray(config["num_channels"], np.int64),
+            channel_costs=np.asarray(config["channel_costs"], np.int64),
+            offsets=np.asarray(config["offsets"], np.int64),
+        )
+
+    def to_config(self):
+        """JSON-serializable description (`layers`, `num_channels`,
+        `channel_costs`, `offsets`, `size`)."""
+        return {
+            "layers": list(self.layer_names),
+            "num_channels": [int(c) for c in self.num_channels],
+            "channel_costs": [int(c) for c in self.channel_costs],
+            "offsets": [int(o) for o in self.offsets],
+            "size": int(self.size),
+        }
 
     @classmethod
     def from_infos(cls, infos):
@@ -98,10 +143,15 @@ class ChannelPool:
             parts.append(np.unique(idx) + self.offsets[k])
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
-    def to_masks(self, flat_indices):
-        """{layer name: float32 0/1 mask over its input channels}."""
+    def flat_mask(self, flat_indices):
+        """float32 0/1 mask over the whole pool (1 = selected)."""
         selected = np.zeros(self.size, dtype=np.float32)
         selected[np.asarray(flat_indices, dtype=np.int64)] = 1.0
+        return selected
+
+    def to_masks(self, flat_indices):
+        """{layer name: float32 0/1 mask over its input channels}."""
+        selected = self.flat_mask(flat_indices)
         return {
             name: selected[self.offsets[k] : self.offsets[k] + self.num_channels[k]]
             for k, name in enumerate(self.layer_names)
@@ -125,8 +175,7 @@ def fill_budget(order, costs, budget_units, mode="stop"):
     Returns:
         The selected flat indices (int64 array, in fill order).
     """
-    if mode not in FILL_MODES:
-        raise ValueError(f"`fill` must be one of {FILL_MODES}, got {mode!r}.")
+    check_fill_mode(mode)
     order = np.asarray(order, dtype=np.int64)
     ordered_costs = np.asarray(costs, dtype=np.int64)[order]
     if mode == "stop":
@@ -202,10 +251,11 @@ class SelectionContext:
 class ChannelSelector:
     """Base class of all strategies: one override point, `propose`.
 
-    A selector returns the flat indices to train in the coming epoch. It may
-    keep state in `self.state` (a dict of numpy arrays and scalars), which the
-    `ChannelResampler` stores in the model's variables so that
-    `keras.callbacks.BackupAndRestore` resumes exactly.
+    A selector returns the flat indices to train in the coming epoch. State
+    that must survive an epoch (and a restart) lives in `self.state`, a dict
+    of numpy arrays whose names, shapes and dtypes `initial_state()` declares;
+    the `ChannelResampler` stores it in the model's non-trainable variables,
+    so `keras.callbacks.BackupAndRestore` and `.keras` files keep it.
 
     Args:
         pool: `ChannelPool`, the search space.
@@ -219,19 +269,59 @@ class ChannelSelector:
     #: True if the selector reads the norms of channels it did not train
     #: (oracles); they need a full-gradient measurement before epoch 0.
     needs_all_norms = False
-    #: True if the budget does not bound the selection (full fine-tuning).
+    #: True if the budget does not bound the selection (full fine-tuning):
+    #: the one place that says so; `reference_units` follows from it.
     ignores_budget = False
     #: True if the strategy is defined over every layer of the network, so
     #: the plan's search space must hold them all.
     whole_network = False
 
     def __init__(self, pool, budget_units, fill="stop"):
-        if fill not in FILL_MODES:
-            raise ValueError(f"`fill` must be one of {FILL_MODES}, got {fill!r}.")
+        check_fill_mode(fill)
         self.pool = pool
         self.budget_units = int(budget_units)
         self.fill = fill
-        self.state = {}
+        self.state = self.initial_state()
+
+    @classmethod
+    def from_plan(cls, plan, fill="stop", **options):
+        """Builds the selector for a `Plan`: the one factory of every strategy.
+
+        Options the constructor does not take are left out (`epsilon` means
+        nothing to `trady`), unless it takes `**kwargs`.
+
+        Raises:
+            ValueError: a whole-network strategy on a plan whose search space
+                is not the whole network, or a bad option value.
+        """
+        if cls.whole_network and not plan.covers_whole_network:
+            raise ValueError(
+                f"Strategy {cls.name!r} samples the whole network, but the plan's search "
+                f"space holds {len(plan.layers)} of {len(plan.candidate_layers)} layers. "
+                "Build the plan without a ranking: `kmd.plan(model, budget)`."
+            )
+        parameters = inspect.signature(cls.__init__).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            options = {k: v for k, v in options.items() if k in parameters}
+        return cls(plan.pool, plan.budget_units, fill, **options)
+
+    def initial_state(self):
+        """Override to keep state: {name: numpy array} at the start of training.
+
+        The names, shapes and dtypes declared here are what the model stores
+        (scalars as 0-d arrays). The default is no state.
+        """
+        return {}
+
+    def state_spec(self):
+        """{name: (shape tuple, dtype name)} of the declared state."""
+        return {name: (tuple(np.shape(value)), np.asarray(value).dtype.name)
+                for name, value in self.initial_state().items()}
+
+    def reference_units(self):
+        """Units a selection's cost is reported against (`budget_used`): the
+        budget, or the whole pool for a selector that ignores the budget."""
+        return self.pool.total_units if self.ignores_budget else self.budget_units
 
     def select(self, context):
         """Returns the sorted flat indices to train in `context.epoch`."""

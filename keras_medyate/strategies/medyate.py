@@ -48,10 +48,14 @@ class MeDyateSelector(base.ChannelSelector):
         if not 0 <= epsilon < 1:
             raise ValueError(f"`epsilon` must be in [0, 1), got {epsilon!r}.")
         self.epsilon = float(epsilon)
-        self.state = {
-            "channel_memory": np.zeros(pool.size, np.float64),
-            "channel_measured": np.zeros(pool.size, bool),
-            "memory_max_filled": False,
+
+    def initial_state(self):
+        """The stored norm of every channel, which channels were measured, and
+        whether the one-time max-fill of unseen channels was done."""
+        return {
+            "channel_memory": np.zeros(self.pool.size, np.float64),
+            "channel_measured": np.zeros(self.pool.size, bool),
+            "memory_max_filled": np.array(False),
         }
 
     def observe(self, previous, norms):

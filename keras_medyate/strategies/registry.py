@@ -1,6 +1,6 @@
-"""Strategy names → selector classes."""
+"""Strategy names → selector classes, and the factory that builds a selector for a plan."""
 
-from keras_medyate.strategies import medyate, oracles, random, reference, sparse_update
+from keras_medyate.strategies import base, medyate, oracles, random, reference, sparse_update
 
 _SELECTORS = {
     cls.name: cls
@@ -27,7 +27,7 @@ def get(strategy):
     Raises:
         ValueError: unknown name; the message lists the accepted names.
     """
-    if isinstance(strategy, type) and issubclass(strategy, medyate.base.ChannelSelector):
+    if isinstance(strategy, type) and issubclass(strategy, base.ChannelSelector):
         return strategy
     if isinstance(strategy, str) and strategy.lower() in _SELECTORS:
         return _SELECTORS[strategy.lower()]
@@ -35,3 +35,16 @@ def get(strategy):
         f"Unknown strategy {strategy!r}. Accepted: {', '.join(STRATEGIES)} "
         "(or a `ChannelSelector` subclass)."
     )
+
+
+def build(strategy, plan, fill="stop", **options):
+    """The selector of `strategy` (a name or a `ChannelSelector` class) for `plan`.
+
+    Every strategy is built the same way, by its class's `from_plan`; options
+    it does not take (`epsilon` for `trady`, ...) are left out.
+
+    Raises:
+        ValueError: unknown strategy, bad `fill` or option, or a whole-network
+            strategy on a plan that is not the whole network.
+    """
+    return get(strategy).from_plan(plan, fill=fill, **options)

@@ -21,6 +21,7 @@ baseline of TraDy's comparison, not a re-implementation of the search.
 
 import numpy as np
 
+from keras_medyate import channels as channels_lib
 from keras_medyate.strategies import base
 
 CRITERIA = ("magnitude+", "magnitude-", "random")
@@ -55,6 +56,13 @@ class SparseUpdateSelector(base.ChannelSelector):
         self.layer_order = list(layer_order or pool.layer_names)
         self.priority = [n for n in (priority or pool.layer_names) if n in pool.layer_names]
         self.scheme = self._resolve(scheme) if scheme is not None else self._auto_scheme()
+
+    @classmethod
+    def from_plan(cls, plan, fill="stop", **options):
+        """Scheme indices count over the plan's layers; a built scheme visits
+        them in ranking order."""
+        return super().from_plan(plan, fill, layer_order=plan.candidate_layers,
+                                 priority=plan.ranked_layers, **options)
 
     def _resolve(self, scheme):
         if not isinstance(scheme, dict) or set(scheme) - {"layers", "ratios"} or \
@@ -123,21 +131,11 @@ class SparseUpdateSelector(base.ChannelSelector):
                         f"Strategy 'sparse_update' needs the kernel of {layer!r} to rank "
                         "its channels by magnitude."
                     )
-                magnitude = channel_magnitudes(kernels[layer], layer_axis(kernels[layer]))
+                kernel = kernels[layer]
+                magnitude = channels_lib.channel_norms(kernel, channels_lib.input_axis(kernel))
                 ranked = np.argsort(-magnitude if self.criteria == "magnitude+" else magnitude,
                                     kind="stable")
                 channels = ranked[:count]
             selected.append(np.asarray(channels, np.int64) + self.pool.offsets[k])
         return np.concatenate(selected) if selected else np.zeros(0, np.int64)
 
-
-def layer_axis(kernel):
-    """Input-channel axis of a Keras kernel: 2 for 4-D conv kernels, else 0."""
-    return 2 if np.ndim(kernel) == 4 else 0
-
-
-def channel_magnitudes(kernel, axis):
-    """L2 norm of every input-channel slice of a kernel."""
-    kernel = np.asarray(kernel, np.float64)
-    other_axes = tuple(a for a in range(kernel.ndim) if a != axis)
-    return np.sqrt(np.sum(kernel**2, axis=other_axes))

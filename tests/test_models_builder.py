@@ -1,10 +1,9 @@
-"""Tests of keras_medyate.models: tiny-training checkpoints as float Keras models.
+"""Architecture → Keras: tiny-training checkpoints as float Keras models, checked numerically.
 
 The checkpoints are read from the folder of the ``weights_dir`` fixture (``tests/conftest.py``:
-``$KERAS_MEDYATE_WEIGHTS_DIR``, else ``<repo>/../shared/data/weights``) and never downloaded:
-the ``weights`` fixture points ``KERAS_MEDYATE_WEIGHTS_DIR`` there for one test, and the
-download function is replaced by one that fails, so a test that would reach the network
-fails loudly. CIFAR-10 comes from the ``cifar10_tarball`` fixture.
+``$KERAS_MEDYATE_WEIGHTS_DIR``, else ``<repo>/../shared/data/weights``) and never downloaded
+(the ``offline_weights`` fixture refuses downloads). CIFAR-10 comes from the
+``cifar10_tarball`` fixture.
 
 Numerical correctness is checked without photos from the internet:
 
@@ -22,13 +21,9 @@ Numerical correctness is checked without photos from the internet:
 
 from __future__ import annotations
 
-import io
 import pathlib
-import pickle
 import re
-import shutil
 import tarfile
-import zipfile
 
 import keras
 import numpy as np
@@ -36,42 +31,16 @@ import pytest
 import tensorflow as tf
 
 from keras_medyate.models import (
-    PRESETS,
     from_tiny_training,
     load_tiny_training_checkpoint,
     mcunet_5fps,
     mobilenetv2_w035,
     preprocess_input,
-    proxylessnas_w03,
-    resolve_weights,
 )
-from keras_medyate.models import presets as presets_module
+from tests.helpers import MODEL_FILES as MODELS
+from tests.helpers import write_checkpoint
 
-MODELS = {"mcunet_5fps": "mcunet-5fps.pkl", "mobilenetv2_w035": "mbv2-w0.35.pkl"}
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    """A private Keras home, and every download refused."""
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-
-    def _no_download(*args, **kwargs):
-        raise AssertionError(f"test tried to download {args}")
-
-    monkeypatch.setattr(presets_module, "_download", _no_download)
-
-
-@pytest.fixture
-def weights(weights_dir, monkeypatch):
-    """The checkpoint folder (a Path), with KERAS_MEDYATE_WEIGHTS_DIR set to it for one test."""
-    monkeypatch.setenv("KERAS_MEDYATE_WEIGHTS_DIR", weights_dir)
-    return pathlib.Path(weights_dir)
-
-
-@pytest.fixture(scope="module")
-def checkpoints(weights_dir):
-    folder = pathlib.Path(weights_dir)
-    return {name: load_tiny_training_checkpoint(folder / f) for name, f in MODELS.items()}
+pytestmark = pytest.mark.usefixtures("offline_weights")
 
 
 @pytest.fixture(scope="module")
@@ -499,15 +468,6 @@ def test_dynamic_resolution_and_serialization(tmp_path, weights):
                                atol=1e-6)
 
 
-def test_explicit_path_with_sha256(weights):
-    path = str(weights / "mbv2-w0.35.pkl")
-    model = from_tiny_training(path, include_top=False,
-                               sha256=PRESETS["mobilenetv2_w035"]["sha256"])
-    assert model.name == "mbv2_w0_35"
-    with pytest.raises(ValueError, match=r"(?s)mbv2-w0\.35\.pkl.*expected SHA-256 0{64}"):
-        from_tiny_training(path, sha256="0" * 64)
-
-
 def test_invalid_arguments(weights):
     with pytest.raises(ValueError, match="classes"):
         from_tiny_training("mcunet_5fps", classes=0)
@@ -527,161 +487,6 @@ def test_preprocess_input_numpy_and_tensor():
     tensor = preprocess_input(tf.constant(images))
     assert tensor.dtype == tf.float32
     np.testing.assert_allclose(np.asarray(tensor), out)
-
-
-# ---------------------------------------------------------------------------------------
-# Broken files
-# ---------------------------------------------------------------------------------------
-
-
-def _write_checkpoint(path, data):
-    buffer = io.BytesIO()
-    pickle.dump(data, buffer, protocol=2)
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/data.pkl", buffer.getvalue())
-        archive.writestr("archive/version", "3\n")
-    return path
-
-
-def test_truncated_file_is_a_clear_error(tmp_path, weights):
-    data = (weights / "mcunet-5fps.pkl").read_bytes()
-    bad = tmp_path / "truncated.pkl"
-    bad.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"truncated\.pkl.*(corrupt|truncated)"):
-        from_tiny_training(str(bad))
-
-
-def test_random_bytes_are_a_clear_error(tmp_path):
-    bad = tmp_path / "random.pkl"
-    bad.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(ValueError, match=r"random\.pkl.*not a valid zip"):
-        from_tiny_training(str(bad))
-
-
-def test_corrupt_pickle_member_is_a_clear_error(tmp_path):
-    bad = tmp_path / "corrupt.pkl"
-    with zipfile.ZipFile(bad, "w") as archive:
-        archive.writestr("archive/data.pkl", b"\x80\x02}q\x00(X\x03")
-    with pytest.raises(ValueError, match=r"corrupt\.pkl.*could not be unpickled"):
-        load_tiny_training_checkpoint(bad)
-    empty = tmp_path / "empty.pkl"
-    with zipfile.ZipFile(empty, "w") as archive:
-        archive.writestr("archive/version", "3\n")
-    with pytest.raises(ValueError, match=r"empty\.pkl.*data\.pkl"):
-        load_tiny_training_checkpoint(empty)
-
-
-def test_unsafe_pickle_is_refused(tmp_path):
-    bad = tmp_path / "evil.pkl"
-    with zipfile.ZipFile(bad, "w") as archive:
-        archive.writestr("archive/data.pkl", b"cos\nsystem\n(S'echo hacked'\ntR.")
-    with pytest.raises(ValueError, match=r"evil\.pkl.*refusing to load global os\.system"):
-        load_tiny_training_checkpoint(bad)
-
-
-def test_inconsistent_structure_is_a_clear_error(tmp_path, checkpoints):
-    data = checkpoints["mcunet_5fps"]
-    broken = {**data, "blocks": list(data["blocks"])}
-    block = dict(broken["blocks"][3])
-    dw = dict(block["depthwise"])
-    dw["params"] = {**dw["params"], "weight": dw["params"]["weight"][:, :, :5, :5]}
-    block["depthwise"] = dw
-    broken["blocks"][3] = block
-    path = _write_checkpoint(tmp_path / "shape.pkl", broken)
-    with pytest.raises(ValueError, match=r"shape\.pkl.*blocks\[3\]\.depthwise\.params\.weight"):
-        from_tiny_training(str(path))
-
-
-def test_wrong_checksum_is_a_clear_error(tmp_path, monkeypatch, weights):
-    data = bytearray((weights / "mcunet-5fps.pkl").read_bytes())
-    data[-100] ^= 0xFF
-    local = tmp_path / "weights"
-    local.mkdir()
-    (local / "mcunet-5fps.pkl").write_bytes(bytes(data))
-    monkeypatch.setenv("KERAS_MEDYATE_WEIGHTS_DIR", str(local))
-    expected = PRESETS["mcunet_5fps"]["sha256"]
-    with pytest.raises(ValueError, match=rf"(?s)mcunet-5fps\.pkl.*expected SHA-256 {expected}"):
-        from_tiny_training("mcunet_5fps")
-    with pytest.raises(ValueError, match="Checksum mismatch"):
-        mcunet_5fps(weights=str(local / "mcunet-5fps.pkl"))
-    # A preset builder given another preset's file is caught the same way.
-    with pytest.raises(ValueError, match="Checksum mismatch"):
-        mcunet_5fps(weights=str(weights / "mbv2-w0.35.pkl"))
-
-
-# ---------------------------------------------------------------------------------------
-# Resolution order and download
-# ---------------------------------------------------------------------------------------
-
-
-def test_resolution_order(tmp_path, monkeypatch, weights_dir):
-    source = pathlib.Path(weights_dir) / "mcunet-5fps.pkl"
-    explicit, env_dir, arg_dir = tmp_path / "explicit.pkl", tmp_path / "env", tmp_path / "arg"
-    keras_home = tmp_path / "home"
-    cache = keras_home / "keras_medyate" / "weights"
-    for d in (env_dir, arg_dir, cache):
-        d.mkdir(parents=True)
-        shutil.copy(source, d / "mcunet-5fps.pkl")
-    shutil.copy(source, explicit)
-    monkeypatch.setenv("KERAS_MEDYATE_WEIGHTS_DIR", str(env_dir))
-    monkeypatch.setenv("KERAS_HOME", str(keras_home))
-    calls = []
-
-    def fake_download(url, fname, sha256, cache_dir):
-        calls.append((url, fname, sha256, cache_dir))
-        target = pathlib.Path(cache_dir) / "keras_medyate" / "weights" / fname
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source, target)
-        return str(target)
-
-    monkeypatch.setattr(presets_module, "_download", fake_download)
-
-    assert resolve_weights(str(explicit)) == str(explicit)
-    assert resolve_weights("mcunet_5fps", weights_dir=arg_dir) == str(arg_dir / "mcunet-5fps.pkl")
-    assert resolve_weights("mcunet_5fps") == str(env_dir / "mcunet-5fps.pkl")
-    assert resolve_weights("mcunet-5fps.pkl") == str(env_dir / "mcunet-5fps.pkl")
-    (env_dir / "mcunet-5fps.pkl").unlink()
-    assert resolve_weights("mcunet_5fps") == str(cache / "mcunet-5fps.pkl")
-    monkeypatch.delenv("KERAS_MEDYATE_WEIGHTS_DIR")
-    assert resolve_weights("mcunet_5fps") == str(cache / "mcunet-5fps.pkl")
-    assert calls == []
-    (cache / "mcunet-5fps.pkl").unlink()
-    assert resolve_weights("mcunet_5fps") == str(cache / "mcunet-5fps.pkl")
-    spec = PRESETS["mcunet_5fps"]
-    assert calls == [(spec["url"], "mcunet-5fps.pkl", spec["sha256"], str(keras_home))]
-    assert spec["url"].endswith("/algorithm/assets/mcu_models/mcunet-5fps.pkl")
-
-
-def test_preset_without_checksum_is_checked_for_structure(tmp_path, monkeypatch, weights_dir):
-    keras_home = tmp_path / "home"
-    monkeypatch.delenv("KERAS_MEDYATE_WEIGHTS_DIR", raising=False)
-    monkeypatch.setenv("KERAS_HOME", str(keras_home))
-    payload = {"bytes": (pathlib.Path(weights_dir) / "mbv2-w0.35.pkl").read_bytes()}
-
-    def fake_download(url, fname, sha256, cache_dir):
-        assert sha256 is None and fname == "proxyless-w0.3.pkl"
-        target = pathlib.Path(cache_dir) / "keras_medyate" / "weights" / fname
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(payload["bytes"])
-        return str(target)
-
-    monkeypatch.setattr(presets_module, "_download", fake_download)
-    with pytest.warns(UserWarning, match="no pinned SHA-256"):
-        model = proxylessnas_w03(include_top=False)
-    assert model.name == "proxylessnas_w03"
-    (keras_home / "keras_medyate" / "weights" / "proxyless-w0.3.pkl").unlink()
-    payload["bytes"] = b"not a checkpoint"
-    with pytest.warns(UserWarning), pytest.raises(ValueError, match="not a valid zip"):
-        resolve_weights("proxylessnas_w03")
-
-
-def test_presets_are_complete():
-    assert set(PRESETS) == {"mcunet_5fps", "mobilenetv2_w035", "proxylessnas_w03"}
-    for spec in PRESETS.values():
-        assert spec["url"].endswith("/" + spec["file"]) and spec["description"]
-    assert PRESETS["mobilenetv2_w035"]["sha256"] == (
-        "310d2871c50a89af9f11928e28418729984c2e402cf68560a19b6cbb75854163")
-    assert PRESETS["proxylessnas_w03"]["sha256"] is None
 
 
 # ---------------------------------------------------------------------------------------
@@ -708,7 +513,7 @@ def test_feature_mix_and_other_structures_are_read_from_the_file(tmp_path, check
 
     data["feature_mix"] = conv(112, 64, 1, 1, 1, last["y_scale"], last["y_zero"], -128)
     data["classifier"] = {**conv(64, 7, 1, 1, 1, 0.02, -128, 0)}
-    path = _write_checkpoint(tmp_path / "proxyless-like.pkl", data)
+    path = write_checkpoint(tmp_path / "proxyless-like.pkl", data)
     model = from_tiny_training(str(path))
     assert model.name == "proxyless_like"
     assert model.output_shape == (None, 7)
@@ -720,16 +525,3 @@ def test_feature_mix_and_other_structures_are_read_from_the_file(tmp_path, check
     feature_mix = next(r for r in records if r[0] == "feature_mix")
     got = apply_keras_op(model, "feature_mix", "conv", feature_mix[2])
     assert np.abs(np.clip(got, *feature_mix[4]) - feature_mix[3]).max() <= 0.51 * 0.02
-
-
-def test_failed_download_says_how_to_work_offline(monkeypatch, tmp_path):
-    from keras_medyate.models import presets as presets_module
-
-    def offline(*args, **kwargs):
-        raise OSError("Name or service not known")
-
-    monkeypatch.delenv("KERAS_MEDYATE_WEIGHTS_DIR", raising=False)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(presets_module, "_download", offline)
-    with pytest.raises(FileNotFoundError, match="downloading it from .* failed: Name or service not known.*KERAS_MEDYATE_WEIGHTS_DIR"):
-        presets_module.resolve_weights("mcunet_5fps")

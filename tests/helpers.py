@@ -1,0 +1,166 @@
+"""Helpers the test files share: tiny models, random data, channel pools,
+checkpoint files, and the device-vs-Keras training comparison.
+
+Test files import these from here (never from each other); `conftest.py`
+holds the fixtures. Nothing here imports `ai_edge_litert` or `tflite_export`
+at import time: a test file that needs them skips first when they are missing.
+
+Example::
+
+    from tests.helpers import random_data, small_cnn
+
+    def test_plan_fits(tmp_path):
+        plan = kmd.plan(small_cnn(), budget=600)
+"""
+
+import io
+import os
+import pickle
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Preset name → checkpoint file, for the two checkpoints the tests load.
+MODEL_FILES = {"mcunet_5fps": "mcunet-5fps.pkl", "mobilenetv2_w035": "mbv2-w0.35.pkl"}
+
+
+# --- models and data ------------------------------------------------------------
+
+
+def three_layer_net(num_classes=3):
+    """Conv(3→4, 3x3, stride 2) → DepthwiseConv(3x3) → Conv 1x1 (4→6) → GAP → Dense."""
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(inputs)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    x = keras.layers.Conv2D(6, 1, name="pointwise")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(num_classes, name="classifier")(x)
+    return keras.Model(inputs, outputs, name="three_layer_net")
+
+
+def small_cnn(name="small_cnn", num_classes=3, size=16, batchnorm=True):
+    """A small MobileNet-like functional CNN with a residual add and BatchNorm."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="stem")(inputs)
+    if batchnorm:
+        x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(6.0)(x)
+    shortcut = x
+    x = keras.layers.Conv2D(16, 1, name="b1_expand")(x)
+    x = keras.layers.ReLU(6.0)(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="b1_depthwise")(x)
+    x = keras.layers.ReLU(6.0)(x)
+    x = keras.layers.Conv2D(8, 1, name="b1_project")(x)
+    x = keras.layers.Add()([x, shortcut])
+    x = keras.layers.Conv2D(12, 3, strides=2, padding="same", name="b2_conv")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(num_classes, name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def random_data(n=32, size=16, num_classes=3, seed=0):
+    """`n` normal images (size x size x 3, float32) and cyclic int32 labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, size, size, 3)).astype("float32")
+    y = (np.arange(n) % num_classes).astype("int32")
+    return x, y
+
+
+def make_pool(num_channels, costs):
+    """A `ChannelPool` of layers `layer0`, `layer1`, ... with these channel
+    counts and per-channel costs."""
+    from keras_medyate.strategies import base  # noqa: PLC0415
+
+    num_channels = np.asarray(num_channels, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(num_channels)[:-1]]).astype(np.int64)
+    names = tuple(f"layer{i}" for i in range(len(num_channels)))
+    return base.ChannelPool(names, num_channels, np.asarray(costs, np.int64), offsets)
+
+
+# --- tiny-training checkpoint files ----------------------------------------------
+
+
+def write_checkpoint(path, data):
+    """Writes `data` as a tiny-training `.pkl` (a zip with `archive/data.pkl`)."""
+    buffer = io.BytesIO()
+    pickle.dump(data, buffer, protocol=2)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", buffer.getvalue())
+        archive.writestr("archive/version", "3\n")
+    return path
+
+
+# --- on-device export vs SubnetworkModel --------------------------------------------
+
+
+def export(model, plan, directory, name="model", **kwargs):
+    """Exports and opens the model; returns (OnDeviceTrainer, ExportSummary)."""
+    from tflite_export import OnDeviceTrainer, export_training_model  # noqa: PLC0415
+
+    path = os.path.join(str(directory), f"{name}.tflite")
+    summary = export_training_model(model, plan, path, **kwargs)
+    return OnDeviceTrainer(path, num_threads=2), summary
+
+
+def keras_trainer(model, plan, learning_rate, from_logits):
+    """A `SubnetworkModel` compiled with plain SGD and sparse cross-entropy."""
+    import keras_medyate as kmd  # noqa: PLC0415
+
+    trainer = kmd.SubnetworkModel(model, plan)
+    trainer.compile(optimizer=keras.optimizers.SGD(learning_rate),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
+    return trainer
+
+
+def keras_weight(model, key):
+    """The Keras value of `"<layer>/<kernel|bias>"` (nested names: `"outer/inner/kernel"`)."""
+    *path, part = key.split("/")
+    layer = model
+    for name in path:
+        layer = layer.get_layer(name)
+    return np.asarray(getattr(layer, part).numpy())
+
+
+def assert_same_training(device, model, plan, x, y, selected, learning_rate, steps,
+                         from_logits, rtol=1e-5):
+    """N `train` steps on the device equal N `SubnetworkModel` plain-SGD steps."""
+    trainer = keras_trainer(model, plan, learning_rate, from_logits)
+    trainer.set_selection(selected)
+    mask = np.zeros(plan.pool.size, np.float32)
+    mask[selected] = 1.0
+    device.set_mask(mask, allow_over_budget=True)
+    batch = device.batch_size
+    before = device.get_weights()
+    for step in range(steps):
+        xb, yb = x[step * batch:(step + 1) * batch], y[step * batch:(step + 1) * batch]
+        keras_loss = trainer.train_on_batch(xb, yb)
+        keras_loss = keras_loss[0] if isinstance(keras_loss, list) else keras_loss
+        device_loss = device.train(xb, yb)
+        assert device_loss == pytest.approx(float(keras_loss), rel=rtol)
+    after = device.get_weights()
+    for key, value in after.items():
+        expected = keras_weight(model, key)
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(value, expected, rtol=rtol, atol=rtol * scale,
+                                   err_msg=f"{key} differs from SubnetworkModel")
+    # Non-selected input channels of the search space: bit-identical.
+    for name in plan.layers:
+        info = plan.layer_info(name)
+        key = f"{name}/kernel"
+        frozen = np.setdiff1d(np.arange(info.num_channels),
+                              plan.pool.to_dict(selected)[name])
+        np.testing.assert_array_equal(np.take(after[key], frozen, axis=info.channel_axis),
+                                      np.take(before[key], frozen, axis=info.channel_axis),
+                                      err_msg=f"a non-selected slice of {name} moved")
+    # The per-channel norm accumulators equal SubnetworkModel's.
+    state = device.get_state()
+    expected_sums = np.concatenate([v.numpy() for v in trainer._norm_sums])
+    np.testing.assert_allclose(state["norm_sum"], expected_sums, rtol=1e-4,
+                               atol=1e-6 * expected_sums.max())
+    assert state["norm_steps"][0] == steps
+    return before, after
