@@ -9,7 +9,9 @@ The selector is built from the plan by the strategies' one factory
 selector declares, the explored set, the epoch counter, the masks and the
 norm accumulators) lives in the model's non-trainable variables: attached to
 a model, the resampler has it hold the selector's declared state. The random
-draws of epoch `e` come from a generator seeded with `(seed, e)`.
+draws of epoch `e` come from a generator seeded with `(seed, e)` (MeDyate:
+from `strategies.random_stream` keyed by `(seed, e)`, the stream the exported
+LiteRT model uses, so the device selects the same channels).
 `keras.callbacks.BackupAndRestore` therefore resumes a run exactly where it
 stopped, for any selector.
 
@@ -211,6 +213,7 @@ class ChannelResampler(keras.callbacks.Callback):
             previous=previous,
             norms=norms,
             kernels=trainer.kernel_values,
+            seed=self.seed,
         )
         selected = self.selector.select(context)
         seen = trainer.selection_state[subnetwork_lib.SEEN].numpy()

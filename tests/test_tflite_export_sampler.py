@@ -2,7 +2,9 @@
 
 Compared with the Python sampler (`keras_medyate.strategies.medyate`) given
 the same state: budget, first-epoch uniformity, the max-fill at the second
-resample, and norm-proportional draws (chi-square tests).
+resample, and norm-proportional draws (chi-square tests); the stream and the
+order compared element-wise with `random_stream` on adversarial inputs (the
+same selections through whole training runs: `test_sampler_parity.py`).
 """
 
 import math
@@ -17,7 +19,7 @@ import keras_medyate as kmd
 pytest.importorskip("ai_edge_litert", reason="needs the litert extra: pip install -e '.[litert]' "
                     "(included in '.[test]')")
 
-from keras_medyate.strategies import base, medyate  # noqa: E402
+from keras_medyate.strategies import base, medyate, random_stream  # noqa: E402
 from tests.helpers import export, random_data, small_cnn  # noqa: E402
 from tflite_export import sampler  # noqa: E402
 
@@ -50,7 +52,7 @@ def fresh_state(device):
 def python_selector(plan, memory=None, epsilon=1e-3):
     selector = medyate.MeDyateSelector(plan.pool, plan.budget_units, epsilon=epsilon)
     if memory is not None:
-        selector.state["channel_memory"] = np.asarray(memory, np.float64).copy()
+        selector.state["channel_memory"] = np.asarray(memory, np.float32).copy()
         selector.state["channel_measured"][:] = True
         selector.state["memory_max_filled"] = True
     return selector
@@ -104,33 +106,37 @@ def mixed(tmp_path_factory):
     return model, plan, device
 
 
-def test_uniforms_are_exact_twins_and_uniform():
+def test_stream_is_exact_twins_and_uniform():
+    """`sampler.words`/`exponentials` (TensorFlow ops) = `random_stream` (numpy)."""
     import tensorflow as tf  # noqa: PLC0415
 
     for seed, epoch in [(0, 0), (7, 3), (-5, 11), (2**31 - 1, 2**20)]:
-        expected = sampler.reference_uniforms(seed, epoch, 1000)
-        got = sampler.uniforms(tf.constant([seed], tf.int32), tf.constant([epoch], tf.int32),
-                               1000).numpy()
+        expected = random_stream.words(seed, epoch, 1000)
+        got = sampler.words(tf.constant([seed], tf.int32), tf.constant([epoch], tf.int32),
+                            1000).numpy()
         np.testing.assert_array_equal(got, expected)
-    u = sampler.reference_uniforms(3, 0, 100_000)
+        np.testing.assert_array_equal(sampler.exponentials(tf.constant(got)).numpy(),
+                                      random_stream.exponentials(expected))
+    e = random_stream.exponentials(random_stream.words(3, 0, 100_000))
+    u = np.exp(-e.astype(np.float64))  # uniform on (0, 1) if E ~ Exp(1)
     counts = np.histogram(u, bins=50, range=(0, 1))[0]
     statistic = ((counts - 2000) ** 2 / 2000).sum()
     assert chi2_pvalue(statistic, 49) > 1e-4
-    assert 0 < u.min() and u.max() < 1
+    assert e.min() > 0 and np.isfinite(e).all()
     # Successive epochs and seeds are decorrelated.
-    a, b = sampler.reference_uniforms(3, 0, 10_000), sampler.reference_uniforms(3, 1, 10_000)
+    a = random_stream.exponentials(random_stream.words(3, 0, 10_000))
+    b = random_stream.exponentials(random_stream.words(3, 1, 10_000))
     assert abs(np.corrcoef(a, b)[0, 1]) < 0.05
 
 
-def test_first_resample_is_the_uniform_draw_of_the_host_mirror(mixed):
-    """Bit-exact: the device's epoch-1 selection = ES order of `reference_uniforms`
-    (all weights 1) + "stop" budget fill, for several seeds."""
+def test_first_resample_is_the_uniform_draw_of_the_host_stream(mixed):
+    """Bit-exact: the device's epoch-1 selection = `random_stream.medyate_order`
+    (uniform) + "stop" budget fill, for several seeds."""
     _, plan, device = mixed
     for seed in (0, 1, 17, 123456):
         device.set_state(fresh_state(device))
-        u = sampler.reference_uniforms(seed, 0, plan.pool.size)
-        keys = np.log(u).astype(np.float32)
-        order = np.lexsort((np.arange(len(keys)), -keys))
+        order = random_stream.medyate_order(seed, 0, np.zeros(plan.pool.size), 1e-3,
+                                            uniform=True)
         expected = np.sort(base.fill_budget(order, plan.pool.costs, plan.budget_units, "stop"))
         selection = device.resample(seed)
         assert np.flatnonzero(selection.mask).tolist() == expected.tolist()
@@ -250,3 +256,120 @@ def test_resample_without_training_keeps_the_memory(mixed):
     device.set_state(weighted_state(device, memory))
     device.resample(0)
     np.testing.assert_array_equal(device.get_state()["memory"], memory.astype(np.float32))
+
+
+# --- the one definition: numpy `random_stream` vs LiteRT, element-wise ----------------
+
+ADVERSARIAL_SIZE = 64
+ADVERSARIAL_EPSILONS = (0.0, 1e-3, 0.5)
+
+
+@pytest.fixture(scope="module")
+def stream_model():
+    """A LiteRT file of the sampler's stream, weights and order (builtin ops only)."""
+    import tensorflow as tf  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+    from tflite_export import flatbuffer  # noqa: PLC0415
+
+    size = ADVERSARIAL_SIZE
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([1], tf.int32, name="seed"),
+                                  tf.TensorSpec([1], tf.int32, name="epoch")])
+    def stream(seed, epoch):
+        bits = sampler.words(seed, epoch, size)
+        return {"words": tf.cast(bits, tf.int32), "variates": sampler.exponentials(bits)}
+
+    functions = {"stream": stream.get_concrete_function()}
+    for index, epsilon in enumerate(ADVERSARIAL_EPSILONS):
+        def order(variates, memory, uniform, epsilon=epsilon):
+            weights = sampler.sampling_weights(sampler.clean_norms(memory), epsilon,
+                                               tf.greater(uniform, 0.5))
+            return {"weights": weights, "order": sampler.draw_order(variates, weights)}
+
+        order.__name__ = f"order{index}"  # the signature key
+        functions[f"order{index}"] = tf.function(order, input_signature=[
+            tf.TensorSpec([size], tf.float32, name="variates"),
+            tf.TensorSpec([size], tf.float32, name="memory"),
+            tf.TensorSpec([1], tf.float32, name="uniform")]).get_concrete_function()
+    names = sorted(functions)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [functions[n] for n in names], module)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = converter.convert()
+    flatbuffer.check_builtin_only(data, "stream test model")
+    interpreter = Interpreter(model_content=data, num_threads=2)
+    return {key: interpreter.get_signature_runner(key)
+            for key in interpreter.get_signature_list()}, names
+
+
+def _runner(stream_model, name):
+    runners, names = stream_model
+    return runners[name]
+
+
+def adversarial_memories(rng, size):
+    """Stored norms that stress the order: ties, zeros, huge/tiny/subnormal, NaN/inf."""
+    f32 = np.finfo(np.float32)
+    cases = {
+        "all equal": np.full(size, 0.25),
+        "all zero": np.zeros(size),
+        "zeros and ties": np.where(np.arange(size) % 3 == 0, 0.0, 2.0),
+        "one positive": np.eye(1, size, 7)[0],
+        "huge": np.where(np.arange(size) % 2 == 0, f32.max, 1e38),
+        "tiny": np.where(np.arange(size) % 2 == 0, 1e-45, 1e-38),
+        "huge and tiny": np.where(np.arange(size) % 2 == 0, 3e38, 1e-40),
+        "nan and inf": np.where(np.arange(size) % 4 == 0, np.nan,
+                                np.where(np.arange(size) % 4 == 1, np.inf, 1.0)),
+        "negative": -rng.exponential(size=size),
+        "random": rng.exponential(size=size) ** 3,
+        "few levels": rng.integers(0, 3, size=size) * 1e-3,
+    }
+    return {name: np.asarray(value, np.float32) for name, value in cases.items()}
+
+
+def test_stream_in_litert_equals_numpy(stream_model):
+    runner = _runner(stream_model, "stream")
+    for seed, epoch in [(0, 0), (1, 1), (-1, 7), (2**31 - 1, 2**31 - 1), (-(2**31), 3)]:
+        out = runner(seed=np.array([seed], np.int32), epoch=np.array([epoch], np.int32))
+        bits = random_stream.words(seed, epoch, ADVERSARIAL_SIZE)
+        np.testing.assert_array_equal(out["words"].view(np.uint32), bits)
+        np.testing.assert_array_equal(out["variates"].view(np.int32),
+                                      random_stream.exponentials(bits).view(np.int32))
+
+
+def test_order_in_litert_equals_numpy_on_adversarial_inputs(stream_model):
+    """Weights bit for bit and the same order, with ties in the variates (TOPK_V2
+    and numpy's stable sort both put the lower index first), zero weights
+    (epsilon 0: infinite keys), huge, tiny and subnormal norms, NaN and inf."""
+    rng = np.random.default_rng(0)
+    size = ADVERSARIAL_SIZE
+    fresh = random_stream.exponentials(random_stream.words(5, 2, size))
+    variate_cases = {
+        "stream": fresh,
+        "all tied": np.full(size, fresh[0]),
+        "pairs tied": np.repeat(fresh[: size // 2], 2),
+        "tiny and large": np.where(np.arange(size) % 2 == 0, np.float32(1e-7),
+                                   np.float32(17.0)),
+    }
+    for index, epsilon in enumerate(ADVERSARIAL_EPSILONS):
+        runner = _runner(stream_model, f"order{index}")
+        for memory_name, memory in adversarial_memories(rng, size).items():
+            for variates_name, variates in variate_cases.items():
+                for uniform in (False, True):
+                    out = runner(variates=np.asarray(variates, np.float32), memory=memory,
+                                 uniform=np.array([float(uniform)], np.float32))
+                    weights = random_stream.sampling_weights(
+                        random_stream.clean_norms(memory), epsilon, uniform)
+                    where = (epsilon, memory_name, variates_name, uniform)
+                    np.testing.assert_array_equal(out["weights"].view(np.int32),
+                                                  weights.view(np.int32), err_msg=str(where))
+                    assert out["order"].tolist() == random_stream.draw_order(
+                        variates, weights).tolist(), where
+    # epsilon 0 does give zero weights, which go last in index order.
+    weights = random_stream.sampling_weights(np.array([0, 2, 0, 1], np.float32), 0.0)
+    assert weights.tolist() == [0.0, 1.0, 0.0, 0.5]
+    assert random_stream.draw_order(np.ones(4, np.float32), weights).tolist() == [1, 3, 0, 2]

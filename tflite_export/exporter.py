@@ -57,7 +57,8 @@ class ExportSummary:
 
 
 def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
-                          epsilon=1e-3, fill="stop", infer_batch_size=None):
+                          epsilon=1e-3, fill="stop", infer_batch_size=None,
+                          norm_statistic="mean"):
     """Writes a LiteRT model that fine-tunes `model` on the device with MeDyate.
 
     The file runs with builtin LiteRT operators only (no Flex/Select TF ops,
@@ -90,6 +91,14 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
         fill: `"stop"`, the budget fill mode (the only one on the device).
         infer_batch_size: int, or None (default) for a dynamic batch in
             `infer` (forward-only code has no broadcast-gradient op).
+        norm_statistic: `"mean"`, the per-channel norm statistic the device
+            accumulates (the only one on the device; `ChannelResampler`'s
+            default).
+
+    With the same `seed`, `epsilon` and state, the file's `resample` selects
+    exactly the channels `kmd.ChannelResampler(plan, "medyate", seed,
+    epsilon=epsilon)` selects: both draw from
+    `keras_medyate.strategies.random_stream`.
 
     Returns:
         An `ExportSummary`.
@@ -102,7 +111,7 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
             need Flex or custom operators (named).
     """
     _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill,
-                     infer_batch_size)
+                     infer_batch_size, norm_statistic)
     module = signatures_lib.TrainingModule(model, plan, batch_size, infer_batch_size,
                                            learning_rate, epsilon, fill)
     data = _convert(module)
@@ -126,7 +135,7 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
 
 
 def _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill,
-                     infer_batch_size):
+                     infer_batch_size, norm_statistic="mean"):
     if not isinstance(plan, planning.Plan):
         raise ValueError(f"`plan` must be a `Plan` from `kmd.plan(...)`, got {type(plan).__name__}.")
     plan.check_model(model, purpose="export")
@@ -145,7 +154,14 @@ def _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill
     strategies_base.check_fill_mode(
         fill, (sampler.FILL_MODE,), where=" on the device",
         hint="The 'skip' fill is sequential and has no builtin-op form; export with "
-             "fill='stop'.")
+             "fill='stop' (and train on the host with `ChannelResampler(..., fill='stop')` "
+             "for the same selections).")
+    if norm_statistic != sampler.NORM_STATISTIC:
+        raise ValueError(
+            f"`norm_statistic` must be {sampler.NORM_STATISTIC!r} on the device, got "
+            f"{norm_statistic!r}: `train` accumulates the mean per-step channel norm only. "
+            "Export with norm_statistic='mean' (and train on the host with "
+            "`ChannelResampler(..., norm_statistic='mean')` for the same selections).")
 
 
 def _convert(module):

@@ -12,102 +12,124 @@ flat channel pool of the plan:
 3. the first resample that has measured channels sets every never-measured
    channel to the maximum stored norm, once ("max-fill");
 4. otherwise channels are drawn without replacement with probability
-   proportional to `max(memory, epsilon * max(memory))` (all ones if the
-   maximum is 0), using Efraimidis–Spirakis keys `log(u) / w` sorted in
-   descending order with `TOPK_V2`;
+   proportional to `max(m / max(m), epsilon)` (all ones if the maximum is 0),
+   in the order of the keys `E / w` (exponential race), sorted with `TOPK_V2`
+   (ties: lower channel index first);
 5. budget fill "stop": the longest prefix of that order whose cumulative cost
    (`CUMSUM`) fits the budget.
 
+**One definition.** Steps 2–4 (random words, exponential variates, weights,
+order) are `keras_medyate.strategies.random_stream`, the numpy module
+`MeDyateSelector` uses on the host; every function here mirrors the one of
+the same name there op for op (uint32 hash ops that wrap modulo 2^32; float32
+compare/multiply/add/divide only, no `log`, in the same order), so the device
+selects bit for bit the channels the host selects from the same seed and
+state (tests: `test_tflite_export_sampler.py`).
+
 Random numbers: LiteRT's builtin `RANDOM_UNIFORM` takes its seed from the
 model file (fixed at conversion) and the `Stateless*` random ops need Flex, so
-the uniforms come from a counter-based integer hash implemented with builtin
-`uint32` ops (`MUL`, `BITWISE_XOR`, `RIGHT_SHIFT`, `CAST`), all of which wrap
-modulo 2^32 exactly as numpy does. `u_i` is a deterministic function of
-`(seed, resample count, i)`; `reference_uniforms` is its numpy twin.
+the stream is a counter-based integer hash of `(seed, resample count, i)`
+written with builtin `uint32` ops (`MUL`, `BITWISE_XOR`, `RIGHT_SHIFT`,
+`ADD`, `CAST`).
 
 Example:
 
 >>> import numpy as np
+>>> import tensorflow as tf
 >>> from tflite_export import sampler
->>> u = sampler.reference_uniforms(seed=0, epoch=0, size=5)
->>> bool(((u > 0) & (u < 1)).all())
+>>> from keras_medyate.strategies import random_stream
+>>> seed, epoch = tf.constant([3], tf.int32), tf.constant([1], tf.int32)
+>>> e = sampler.exponentials(sampler.words(seed, epoch, 6)).numpy()
+>>> bool((e == random_stream.exponentials(random_stream.words(3, 1, 6))).all())
 True
 """
 
 import numpy as np
 import tensorflow as tf
 
+from keras_medyate.strategies import random_stream as stream
+
 #: The budget fill the device runs (one of `keras_medyate.strategies.base.FILL_MODES`).
 FILL_MODE = "stop"
-#: Multipliers of the 32-bit avalanche mix (xor-shift / multiply rounds).
-MIX_MULTIPLIERS = (0x7FEB352D, 0x846CA68B)
-#: Odd constants that separate the seed, the resample count and the counter.
-SEED_SALT = 0x9E3779B9
-EPOCH_SALT = 0x85EBCA6B
-COUNTER_SALT = 0xC2B2AE35
-#: float32 keeps 24 significant bits: u = (top 24 bits + 0.5) / 2^24 in (0, 1).
-UNIFORM_BITS = 24
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: The norm statistic the device accumulates (`SubnetworkModel.channel_norms`).
+NORM_STATISTIC = "mean"
+FLOAT32_MAX = float(stream.FLOAT32_MAX)
 
 
-# --- the random numbers ----------------------------------------------------------
+# --- the random stream and the order: mirrors of `random_stream` ---------------------
 
 
-def _mix_tf(x):
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
-    x = x * tf.constant(MIX_MULTIPLIERS[0], tf.uint32)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(15, tf.uint32)))
-    x = x * tf.constant(MIX_MULTIPLIERS[1], tf.uint32)
-    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
+def _u32(value):
+    return tf.constant(value, tf.uint32)
 
 
-def _mix_np(x):
-    x = np.asarray(x, np.uint32)
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint32(16))
-        x = x * np.uint32(MIX_MULTIPLIERS[0])
-        x = x ^ (x >> np.uint32(15))
-        x = x * np.uint32(MIX_MULTIPLIERS[1])
-        return x ^ (x >> np.uint32(16))
+def mix(x):
+    """`random_stream.mix`."""
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, _u32(16)))
+    x = x * _u32(stream.MIX_MULTIPLIERS[0])
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, _u32(15)))
+    x = x * _u32(stream.MIX_MULTIPLIERS[1])
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, _u32(16)))
 
 
-def uniforms(seed, epoch, size):
-    """`size` uniforms in (0, 1) from int32 tensors `seed` and `epoch` (shape (1,)).
-
-    Builtin ops only; equal bit for bit to `reference_uniforms`.
-    """
+def words(seed, epoch, size):
+    """`random_stream.words` from int32 tensors `seed` and `epoch` (shape (1,))."""
     seed_u = tf.cast(seed, tf.uint32)
     epoch_u = tf.cast(epoch, tf.uint32)
-    stream = _mix_tf(tf.bitwise.bitwise_xor(_mix_tf(tf.bitwise.bitwise_xor(
-        seed_u, tf.constant(SEED_SALT, tf.uint32))),
-        epoch_u * tf.constant(EPOCH_SALT, tf.uint32)))
+    key = mix(tf.bitwise.bitwise_xor(mix(tf.bitwise.bitwise_xor(seed_u, _u32(stream.SEED_SALT))),
+                                     epoch_u * _u32(stream.EPOCH_SALT)))
     counter = tf.cast(tf.range(size, dtype=tf.int32), tf.uint32)
-    bits = _mix_tf(tf.bitwise.bitwise_xor(
-        _mix_tf(counter * tf.constant(COUNTER_SALT, tf.uint32) + stream), stream))
-    top = tf.bitwise.right_shift(bits, tf.constant(32 - UNIFORM_BITS, tf.uint32))
-    return (tf.cast(tf.cast(top, tf.int32), tf.float32) + 0.5) * (0.5 ** UNIFORM_BITS)
+    return mix(tf.bitwise.bitwise_xor(mix(counter * _u32(stream.COUNTER_SALT) + key), key))
 
 
-def reference_uniforms(seed, epoch, size):
-    """The numpy twin of `uniforms` (host side, for tests and tooling).
+def exponentials(bits):
+    """`random_stream.exponentials`: float32 Exp(1) variates from uint32 words."""
+    k = tf.cast(tf.bitwise.right_shift(bits, _u32(32 - stream.UNIFORM_BITS)), tf.int32)
+    n = k * 2 + 1
+    length = tf.reduce_sum(tf.cast(tf.greater_equal(
+        tf.expand_dims(n, 1), tf.constant(stream.POWERS[None, :], tf.int32)), tf.int32), axis=1)
+    g = tf.cast(n, tf.float32) * tf.gather(tf.constant(stream.INVERSE_POWERS, tf.float32), length)
+    j = tf.cast(stream.UNIFORM_BITS + 1 - length, tf.float32)
+    s = (1.0 - g) / (1.0 + g)
+    s2 = s * s
+    p = tf.fill(tf.shape(s), tf.constant(stream.SERIES[0], tf.float32))
+    for c in stream.SERIES[1:]:
+        p = p * s2 + tf.constant(c, tf.float32)
+    t = s * p
+    return j * tf.constant(stream.LN2, tf.float32) + (t + t)
 
-    Args:
-        seed: int, the `seed` passed to the `resample` signature.
-        epoch: int, the number of resamples done before this one.
-        size: int, the pool size.
 
-    Returns:
-        float32 array of `size` values in (0, 1).
-    """
-    with np.errstate(over="ignore"):
-        seed_u = np.asarray(seed, np.int64).astype(np.uint32)
-        epoch_u = np.asarray(epoch, np.int64).astype(np.uint32)
-        stream = _mix_np(_mix_np(seed_u ^ np.uint32(SEED_SALT)) ^ (epoch_u * np.uint32(EPOCH_SALT)))
-        counter = np.arange(size, dtype=np.uint32)
-        bits = _mix_np(_mix_np(counter * np.uint32(COUNTER_SALT) + stream) ^ stream)
-    top = (bits >> np.uint32(32 - UNIFORM_BITS)).astype(np.int32)
-    return ((top.astype(np.float32) + np.float32(0.5)) * np.float32(0.5 ** UNIFORM_BITS)).astype(
-        np.float32)
+def flush_subnormals(x):
+    """`random_stream.flush_subnormals`."""
+    return tf.where(tf.less(tf.abs(x), float(stream.FLOAT32_TINY)), tf.zeros_like(x), x)
+
+
+def clean_norms(norms):
+    """`random_stream.clean_norms`."""
+    return flush_subnormals(tf.where(tf.not_equal(norms, norms), tf.zeros_like(norms),
+                                     tf.minimum(norms, FLOAT32_MAX)))
+
+
+def max_fill_value(memory, is_measured):
+    """`random_stream.max_fill_value` (shape (1,))."""
+    return tf.maximum(tf.reduce_max(tf.where(is_measured, memory, tf.zeros_like(memory)),
+                                    keepdims=True), 0.0)
+
+
+def sampling_weights(memory, epsilon, uniform):
+    """`random_stream.sampling_weights`; `uniform` is a bool tensor of shape (1,)."""
+    values = flush_subnormals(tf.maximum(memory, 0.0))
+    top = tf.reduce_max(values, keepdims=True)
+    flat = tf.logical_or(uniform, tf.logical_not(tf.greater(top, 0.0)))
+    safe_top = tf.where(flat, tf.ones_like(top), top)
+    weighted = tf.maximum(flush_subnormals(values / safe_top), tf.constant(np.float32(epsilon), tf.float32))
+    return tf.where(flat, tf.ones_like(values), weighted)
+
+
+def draw_order(variates, weights):
+    """`random_stream.draw_order`: `TOPK_V2` of `-E / w` (ties: lower index first)."""
+    keys = -(variates / weights)
+    return tf.math.top_k(keys, k=int(keys.shape[0]), sorted=True).indices
 
 
 # --- one resample ----------------------------------------------------------------
@@ -133,28 +155,19 @@ def resample(state, seed, costs, budget_units, epsilon):
     steps = state["norm_steps"]
     previous = tf.greater(state["mask"], 0.0)
     observe = tf.logical_and(previous, tf.logical_and(tf.greater(steps, 0.0), tf.greater(epoch, 0)))
-    norms = state["norm_sum"] / tf.maximum(steps, 1.0)
-    # np.nan_to_num(nan=0.0): NaN → 0, +inf → the largest float.
-    norms = tf.where(tf.not_equal(norms, norms), tf.zeros_like(norms),
-                     tf.minimum(norms, FLOAT32_MAX))
+    norms = clean_norms(state["norm_sum"] / tf.maximum(steps, 1.0))
     memory = tf.where(observe, norms, state["memory"])
     measured = tf.where(observe, tf.ones_like(memory), state["measured"])
     is_measured = tf.greater(measured, 0.0)
     any_measured = tf.greater(tf.reduce_max(measured, keepdims=True), 0.0)
     uniform = tf.logical_or(tf.equal(epoch, 0), tf.logical_not(any_measured))
     fill_now = tf.logical_and(tf.logical_not(uniform), tf.less_equal(state["max_filled"], 0.0))
-    top_measured = tf.reduce_max(tf.where(is_measured, memory, tf.zeros_like(memory)),
-                                 keepdims=True)
+    top_measured = max_fill_value(memory, is_measured)
     memory = tf.where(tf.logical_and(fill_now, tf.logical_not(is_measured)), top_measured, memory)
     max_filled = tf.where(fill_now, tf.ones_like(state["max_filled"]), state["max_filled"])
 
-    values = tf.maximum(memory, 0.0)
-    top = tf.reduce_max(values, keepdims=True)
-    floor = tf.where(tf.greater(top, 0.0), epsilon * top, tf.ones_like(top))
-    weights = tf.where(uniform, tf.ones_like(values), tf.maximum(values, floor))
-
-    keys = tf.math.log(uniforms(seed, epoch, size)) / weights
-    order = tf.math.top_k(keys, k=size, sorted=True).indices
+    weights = sampling_weights(memory, epsilon, uniform)
+    order = draw_order(exponentials(words(seed, epoch, size)), weights)
     ordered_costs = tf.gather(tf.constant(costs, tf.int32), order)
     take = tf.less_equal(tf.cumsum(ordered_costs), int(budget_units))
     selected = tf.scatter_nd(tf.reshape(order, [size, 1]), tf.cast(take, tf.float32), [size])

@@ -239,6 +239,9 @@ class SelectionContext:
             the oracles may read channels outside `previous`.
         kernels: callable returning {layer name: kernel ndarray}, for
             weight-magnitude strategies.
+        seed: int or None, the run's seed, for selectors whose draw is a
+            function of `(seed, epoch)` (MeDyate's `random_stream`, shared
+            with the device).
     """
 
     epoch: int
@@ -246,6 +249,7 @@ class SelectionContext:
     previous: np.ndarray = None
     norms: np.ndarray = None
     kernels: object = None
+    seed: int = None
 
 
 class ChannelSelector:

@@ -13,11 +13,16 @@
 
 Only norms of channels that were actually trained are used: that is all a
 device running the method has.
+
+The random draw and its order are `random_stream` (a counter-based hash of
+`(seed, epoch)`, float32 throughout), the one definition the exported LiteRT
+model (`tflite_export.sampler`) computes too: given the same seed and state,
+host and device select the same channels.
 """
 
 import numpy as np
 
-from keras_medyate.strategies import base
+from keras_medyate.strategies import base, random_stream
 
 
 class MeDyateSelector(base.ChannelSelector):
@@ -29,6 +34,10 @@ class MeDyateSelector(base.ChannelSelector):
         fill: `"stop"` or `"skip"`.
         epsilon: float, relative floor of the sampling weights. Defaults to
             `1e-3`.
+
+    The draw of epoch `e` is `random_stream.medyate_order(seed, e, ...)` with
+    `seed = context.seed` (the `ChannelResampler`'s seed); a context without
+    a seed takes one from `context.rng`.
 
     Example:
 
@@ -50,10 +59,11 @@ class MeDyateSelector(base.ChannelSelector):
         self.epsilon = float(epsilon)
 
     def initial_state(self):
-        """The stored norm of every channel, which channels were measured, and
-        whether the one-time max-fill of unseen channels was done."""
+        """The stored norm of every channel (float32, as on the device), which
+        channels were measured, and whether the one-time max-fill of unseen
+        channels was done."""
         return {
-            "channel_memory": np.zeros(self.pool.size, np.float64),
+            "channel_memory": np.zeros(self.pool.size, np.float32),
             "channel_measured": np.zeros(self.pool.size, bool),
             "memory_max_filled": np.array(False),
         }
@@ -63,18 +73,20 @@ class MeDyateSelector(base.ChannelSelector):
         if previous is None or norms is None or len(previous) == 0:
             return
         previous = np.asarray(previous, dtype=np.int64)
-        values = np.nan_to_num(np.asarray(norms, np.float64)[previous], nan=0.0)
+        values = random_stream.clean_norms(np.asarray(norms)[previous])
         self.state["channel_memory"][previous] = values
         self.state["channel_measured"][previous] = True
 
     def propose(self, context):
         self.observe(context.previous, context.norms)
+        seed = context.seed
+        if seed is None:
+            seed = int(context.rng.integers(2**32))
         measured = self.state["channel_measured"]
-        if context.epoch == 0 or not measured.any():
-            return self.fill_in_order(base.uniform_order(self.pool.size, context.rng))
-        if not self.state["memory_max_filled"]:
-            memory = self.state["channel_memory"]
-            memory[~measured] = memory[measured].max()
-            self.state["memory_max_filled"] = True
-        weights = base.floored(self.state["channel_memory"], self.epsilon)
-        return self.fill_in_order(base.weighted_order(weights, context.rng))
+        memory = self.state["channel_memory"]
+        uniform = context.epoch == 0 or not measured.any()
+        if not uniform and not self.state["memory_max_filled"]:
+            memory[~measured] = random_stream.max_fill_value(memory, measured)
+            self.state["memory_max_filled"] = np.array(True)
+        order = random_stream.medyate_order(seed, context.epoch, memory, self.epsilon, uniform)
+        return self.fill_in_order(order)
