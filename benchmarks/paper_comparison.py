@@ -87,20 +87,25 @@ def main(argv):
     budgets = [memory.parse_budget(b) for b in config["budgets"]]
     seeds = [int(s) for s in config["seeds"]]
     # Every dataset is found and sized before any training (nothing is decoded yet).
+    # The images are the same for every seed; the run's seed orders the training epochs.
+    def load(dataset, seed):
+        return run_flags.load_data(
+            FLAGS, dataset=dataset, resolution=config["resolution"],
+            batch_size=config["batch_size"], train_per_class=config["train_per_class"],
+            test_per_class=config["test_per_class"], seed=seed)
+
     loaded = {}
     for dataset in FLAGS.dataset:
         try:
-            loaded[dataset] = run_flags.load_data(
-                FLAGS, dataset=dataset, resolution=config["resolution"],
-                batch_size=config["batch_size"], train_per_class=config["train_per_class"],
-                test_per_class=config["test_per_class"])
+            loaded[dataset] = load(dataset, seeds[0])
         except (ValueError, FileNotFoundError) as error:
             sys.exit(f"error: dataset {dataset!r}: {error}")
     csv_path = os.path.join(FLAGS.out, "paper_comparison.csv")
     done = {report.run_key(r) for r in report.read_csv(csv_path)}
     diverged = []
     for dataset in FLAGS.dataset:
-        train_ds, test_ds, probe_ds, info = loaded[dataset]
+        _, test_ds, probe_ds, info = loaded[dataset]
+        train_by_seed = {}
         jobs = [(method, budget, seed) for seed in seeds for budget in budgets
                 for method in config["methods"]
                 if not (method in runner.BUDGET_FREE and budget != budgets[0])]
@@ -116,6 +121,9 @@ def main(argv):
                    and (key_budget is None or k[3] == budget) for k in done):
                 print(f"[{index}/{len(jobs)}] {method} {budget} seed {seed}: in the CSV, skipped")
                 continue
+            if seed not in train_by_seed:
+                train_by_seed[seed] = load(dataset, seed)[0]
+            train_ds = train_by_seed[seed]
             start = time.perf_counter()
             try:
                 row, resampler = comparison.run_one(run_config, train_ds, test_ds, info,

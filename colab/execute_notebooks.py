@@ -71,7 +71,6 @@ def configure_environment(args):
         os.environ["KERAS_MEDYATE_DATA_DIR"] = os.path.abspath(args.data_dir)
     if args.weights_dir:
         os.environ["KERAS_MEDYATE_WEIGHTS_DIR"] = os.path.abspath(args.weights_dir)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
 

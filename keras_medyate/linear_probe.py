@@ -116,7 +116,8 @@ def fit_classifier(model, data, classifier=None, l2=DEFAULT_L2_GRID, validation_
         max_feature_bytes: int. Bound on the cached features (float32); a
             larger dataset raises before it is exhausted. Defaults to 4 GiB.
         seed: int. Seed of the held-out split. Defaults to `0`.
-        verbose: int. 1 shows a progress bar and the result line, 0 nothing.
+        verbose: int. 1 shows a progress bar of the forward pass and the result
+            line, 2 the result line only (for logs), 0 nothing. Defaults to `1`.
 
     Returns:
         A `ClassifierFit`.
@@ -232,7 +233,7 @@ def _head_inputs(model, head, data, max_feature_bytes, verbose):
     extractor = keras.Model(model.inputs, head.layer.input)
     dataset = ranking_lib.as_dataset(data)
     steps = int(dataset.cardinality()) if int(dataset.cardinality()) > 0 else None
-    progress = keras.utils.Progbar(steps, unit_name="batch") if verbose else None
+    progress = keras.utils.Progbar(steps, unit_name="batch") if verbose == 1 else None
     chunks, labels, stored = [], [], 0
     for step, batch in enumerate(dataset):
         x, y = batch[0], batch[1]

@@ -98,7 +98,6 @@ def notebook_env(tmp_path_factory, weights_dir, data_dir):
         "KERAS_MEDYATE_DATA_DIR": data_dir,
         "KERAS_MEDYATE_WEIGHTS_DIR": weights_dir,
         "KERAS_HOME": str(keras_home),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
         # The kernel must draw with the inline backend, whatever the caller uses.
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     }
@@ -133,6 +132,10 @@ def test_notebook_runs_in_smoke_mode(name, notebook_env, tmp_path, monkeypatch):
         errors = error_text(cell)
         assert not errors, f"code cell {index} of {name} failed:\n{cell.source}\n{errors[-3000:]}"
         assert cell.execution_count is not None, f"code cell {index} of {name} did not run"
+        # Only the notebook's own output: no TensorFlow C++ log lines, no Keras warnings.
+        text = "".join(o.get("text", "") for o in cell.outputs if "text" in o)
+        for noise in ("I0000", "W0000", "E0000", "shuffle=True"):
+            assert noise not in text, f"code cell {index} of {name} printed {noise!r}:\n{text}"
     plots = [c for c in code_cells if "plot" in c.metadata.get("tags", [])]
     assert plots
     for cell in plots:

@@ -75,3 +75,20 @@ def test_a_diverging_run_writes_no_row(tmp_path, weights_dir, data_dir):
     assert "DIVERGED, no row written" in result.stdout and "learning rate 1e+06" in result.stdout
     with open(tmp_path / "results" / "paper_comparison.csv", newline="") as f:
         assert [r["method"] for r in csv.DictReader(f)] == ["linear_probe"]
+
+
+def test_run_seed_orders_the_same_images(fashion_mnist_dir):
+    """Every seed of a comparison trains on the same images, in its own order."""
+    def labels_and_sums(seed):
+        train_ds, _, probe_ds, _ = runner.load_data("fashion_mnist", 8, batch_size=64,
+                                                    train_per_class=5, test_per_class=1,
+                                                    seed=seed)
+        order = [(float(x.numpy().sum()), int(y)) for xs, ys in train_ds for x, y in zip(xs, ys)]
+        probe = [(float(x.numpy().sum()), int(y)) for xs, ys in probe_ds for x, y in zip(xs, ys)]
+        return order, probe
+
+    first, probe_first = labels_and_sums(0)
+    again, _ = labels_and_sums(0)
+    other, probe_other = labels_and_sums(1)
+    assert first == again and sorted(first) == sorted(other) and first != other
+    assert probe_first == probe_other

@@ -72,11 +72,11 @@ def run_config(values, method, budget_units, seed, ranking="lara", **overrides):
 
 
 def load_data(values, resolution=None, batch_size=None, train_per_class=None,
-              test_per_class=None, dataset=None):
+              test_per_class=None, dataset=None, seed=0):
     """`runner.load_data` with the flags' data settings (arguments replace them)."""
     return runner.load_data(
         dataset or values.dataset, resolution or values.resolution,
         batch_size=batch_size or values.batch_size,
         train_per_class=train_per_class or values.train_per_class,
         test_per_class=test_per_class or values.test_per_class,
-        augment=values.augment)
+        augment=values.augment, seed=seed)

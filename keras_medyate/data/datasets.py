@@ -116,6 +116,7 @@ def load(
     shuffle: bool = True,
     download: bool = True,
     augment: AugmentArg = False,
+    shuffle_seed: Optional[int] = None,
 ) -> Tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
     """Loads an image-classification dataset as batched ``tf.data`` pipelines.
 
@@ -177,6 +178,9 @@ def load(
             it must contain the data: nothing else is tried.
         shuffle: Whether to shuffle the training pipeline.
         download: Whether Keras may download the dataset as a last resort.
+        shuffle_seed: Seed of the training pipeline's epoch orders and
+            augmentation draws, when they should vary while the images stay
+            the same (e.g. one per run of a comparison). Defaults to ``seed``.
         augment: Training-split augmentation: ``False`` (default), ``True``
             (random resized crop of 8–100 % of the area + horizontal flip,
             the authors' recipe without colour jitter) or an
@@ -225,7 +229,14 @@ def load(
     )
     test = subset_per_class(raw.test, test_per_class, num_classes, raw.class_names, seed, "test")
 
-    train_ds = build_pipeline(train, size, batch_size, shuffle, seed, preprocess_fn, augmentation)
+    if shuffle_seed is None:
+        shuffle_seed = seed
+    elif isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, (int, np.integer)) \
+            or shuffle_seed < 0:
+        raise ValueError(
+            f"`shuffle_seed` must be a non-negative int or None; received {shuffle_seed!r}.")
+    train_ds = build_pipeline(train, size, batch_size, shuffle, shuffle_seed, preprocess_fn,
+                              augmentation)
     test_ds = build_pipeline(test, size, batch_size, False, seed, preprocess_fn)
     info = DatasetInfo(
         name=canonical,
