@@ -11,10 +11,11 @@ import keras
 import keras_medyate as kmd
 
 model = kmd.models.mcunet_5fps(classes=10)                 # a pretrained backbone
-ranking = kmd.rank_layers(model, proxy_ds, epochs=2)       # LaRa + RGN
+kmd.fit_classifier(model, train_ds)                        # head from a linear probe
+ranking = kmd.rank_layers(model, proxy_ds, epochs=2)       # LaRa + RGN (or ranking="lara")
 plan = kmd.plan(model, budget="110KB", ranking=ranking)    # search space + budget
 trainer = kmd.SubnetworkModel(model, plan)                 # masked train_step
-trainer.compile(optimizer=keras.optimizers.SGD(0.125), loss=..., metrics=[...])
+trainer.compile(optimizer=keras.optimizers.SGD(0.05, clipnorm=1.0), loss=..., metrics=[...])
 resampler = kmd.ChannelResampler(plan, strategy="medyate", seed=0)
 trainer.fit(train_ds, epochs=50, callbacks=[resampler])
 ```
