@@ -95,24 +95,28 @@ def missing_data(what, candidates, how):
     pytest.skip(message)
 
 
+def first_folder(candidates, holds, what, how):
+    """The first candidate folder that `holds` the data, else `missing_data`."""
+    for _, folder in candidates:
+        if holds(folder):
+            return folder
+    missing_data(what, candidates, how)
+
+
 @pytest.fixture(scope="session")
 def weights_dir():
     """The folder holding the tiny-training checkpoints (`CHECKPOINTS`), as a str."""
-    for _, folder in WEIGHTS_CANDIDATES:
-        if _has_checkpoints(folder):
-            return folder
-    missing_data(f"Checkpoints {', '.join(CHECKPOINTS)}", WEIGHTS_CANDIDATES,
-                 f"Set {WEIGHTS_DIR_ENV} to a folder holding them.")
+    return first_folder(WEIGHTS_CANDIDATES, _has_checkpoints,
+                        f"Checkpoints {', '.join(CHECKPOINTS)}",
+                        f"Set {WEIGHTS_DIR_ENV} to a folder holding them.")
 
 
 @pytest.fixture(scope="session")
 def data_dir():
     """The data folder holding `cifar10/cifar10_jpg.tar.gz` (for $KERAS_MEDYATE_DATA_DIR)."""
-    for _, folder in DATA_CANDIDATES:
-        if _has_cifar10_tarball(folder):
-            return folder
-    missing_data(f"The CIFAR-10 archive {CIFAR10_TARBALL}", DATA_CANDIDATES,
-                 f"Set {DATA_DIR_ENV} to the folder holding cifar10/.")
+    return first_folder(DATA_CANDIDATES, _has_cifar10_tarball,
+                        f"The CIFAR-10 archive {CIFAR10_TARBALL}",
+                        f"Set {DATA_DIR_ENV} to the folder holding cifar10/.")
 
 
 @pytest.fixture(scope="session")
