@@ -437,7 +437,7 @@ def test_android_guide_names_exist_in_the_model(small):
 @pytest.mark.parametrize("module_name", [
     "tflite_export.graph", "tflite_export.layer_ops", "tflite_export.sampler",
     "tflite_export.metadata", "tflite_export.flatbuffer", "tflite_export.training_graph",
-    "tflite_export.signatures", "tflite_export.exporter",
+    "tflite_export.signatures", "tflite_export.exporter", "tflite_export.memory_model",
 ])
 def test_docstring_examples(module_name):
     module = importlib.import_module(module_name)

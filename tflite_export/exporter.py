@@ -58,7 +58,7 @@ class ExportSummary:
 
 def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
                           epsilon=1e-3, fill="stop", infer_batch_size=None,
-                          norm_statistic="mean"):
+                          norm_statistic="mean", kernel_gradients="selected"):
     """Writes a LiteRT model that fine-tunes `model` on the device with MeDyate.
 
     The file runs with builtin LiteRT operators only (no Flex/Select TF ops,
@@ -94,6 +94,16 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
         norm_statistic: `"mean"`, the per-channel norm statistic the device
             accumulates (the only one on the device; `ChannelResampler`'s
             default).
+        kernel_gradients: `"selected"` (default) or `"dense"`. Selected:
+            `train` also takes, for every search-space layer, the int32 list
+            of its selected input channels (`<layer>_channels`, any length;
+            `OnDeviceTrainer` passes them from the current mask), keeps only
+            those channels of the layer's input and computes only their
+            kernel gradient, so its memory follows the budget. Dense: `train`
+            takes `x` and `y` only, keeps every input of the search space and
+            computes every channel's gradient (applied to the selected ones);
+            its memory follows the search space. Measurements:
+            `tflite_export/README.md`.
 
     With the same `seed`, `epsilon` and state, the file's `resample` selects
     exactly the channels `kmd.ChannelResampler(plan, "medyate", seed,
@@ -111,9 +121,9 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
             need Flex or custom operators (named).
     """
     _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill,
-                     infer_batch_size, norm_statistic)
+                     infer_batch_size, norm_statistic, kernel_gradients)
     module = signatures_lib.TrainingModule(model, plan, batch_size, infer_batch_size,
-                                           learning_rate, epsilon, fill)
+                                           learning_rate, epsilon, fill, kernel_gradients)
     data = _convert(module)
     source = os.path.basename(path)
     flatbuffer.check_builtin_only(data, source)
@@ -134,8 +144,12 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
                          min_runtime_version=flatbuffer.min_runtime_version(data))
 
 
+#: The two forms of `train` (`export_training_model(kernel_gradients=...)`).
+KERNEL_GRADIENTS = ("selected", "dense")
+
+
 def _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill,
-                     infer_batch_size, norm_statistic="mean"):
+                     infer_batch_size, norm_statistic="mean", kernel_gradients="selected"):
     if not isinstance(plan, planning.Plan):
         raise ValueError(f"`plan` must be a `Plan` from `kmd.plan(...)`, got {type(plan).__name__}.")
     plan.check_model(model, purpose="export")
@@ -162,6 +176,9 @@ def _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill
             f"{norm_statistic!r}: `train` accumulates the mean per-step channel norm only. "
             "Export with norm_statistic='mean' (and train on the host with "
             "`ChannelResampler(..., norm_statistic='mean')` for the same selections).")
+    if kernel_gradients not in KERNEL_GRADIENTS:
+        raise ValueError(f"`kernel_gradients` must be one of {KERNEL_GRADIENTS}, got "
+                         f"{kernel_gradients!r}.")
 
 
 def _convert(module):

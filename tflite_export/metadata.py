@@ -22,7 +22,8 @@ import re
 import numpy as np
 
 FORMAT = "keras_medyate.tflite_export"
-FORMAT_VERSION = 1
+#: 2: `train` takes the selected channels of every layer (`train_channel_inputs`).
+FORMAT_VERSION = 2
 #: Signatures every exported model has (names are part of the contract).
 SIGNATURES = ("infer", "train", "resample", "set_mask", "get_weights", "set_weights",
               "get_state", "set_state", "set_learning_rate", "metadata")
@@ -49,9 +50,14 @@ def tensor_name(key):
     return name if not name[:1].isdigit() else f"t_{name}"
 
 
+def channel_input_names(layer_names):
+    """The `train` input names listing each layer's selected channels."""
+    return [tensor_name(f"{name}/channels") for name in layer_names]
+
+
 def build(*, model_name, input_shape, num_classes, output_softmax, batch_size,
           infer_batch_size, learning_rate, epsilon, fill, plan, weight_shapes,
-          version):
+          version, kernel_gradients="selected", memory=None):
     """The metadata dict of one export (see the module docstring).
 
     Args:
@@ -95,6 +101,12 @@ def build(*, model_name, input_shape, num_classes, output_softmax, batch_size,
                    "shape": [int(pool.size)] if kind == "pool" else [1]}
                   for name, dtype, kind in STATE_TENSORS],
         "signatures": list(SIGNATURES),
+        "kernel_gradients": kernel_gradients,
+        "memory_model": memory,
+        "train_channel_inputs": (
+            [{"layer": name, "tensor": tensor}
+             for name, tensor in zip(pool.layer_names, channel_input_names(pool.layer_names))]
+            if kernel_gradients == "selected" else []),
     }
 
 

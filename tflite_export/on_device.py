@@ -24,9 +24,11 @@ import os
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import OpResolverType
 
 from keras_medyate.strategies.base import ChannelPool
 from tflite_export import flatbuffer
+from tflite_export import memory_model
 from tflite_export import metadata as metadata_lib
 
 _UNUSED = {"unused": np.zeros(1, np.int32)}
@@ -61,6 +63,11 @@ class OnDeviceTrainer:
     Args:
         path: str, the `.tflite` file.
         num_threads: int, interpreter threads. Defaults to 2.
+        use_xnnpack: bool, apply LiteRT's default XNNPACK delegate (faster
+            forward convolutions; it keeps its own copy of the forward
+            working set and packed weights, measured in
+            `tflite_export/README.md`). Android: `Interpreter.Options()
+            .setUseXNNPACK(...)`. Defaults to True.
 
     Attributes:
         metadata: dict, the JSON embedded in the file (layers, pool, shapes).
@@ -77,7 +84,7 @@ class OnDeviceTrainer:
         metadata.MetadataError: a LiteRT model not exported by keras-medyate.
     """
 
-    def __init__(self, path, num_threads=2):
+    def __init__(self, path, num_threads=2, use_xnnpack=True):
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No model file at {path!r}.")
@@ -89,7 +96,10 @@ class OnDeviceTrainer:
                 "the file written by `tflite_export.export_training_model`."
             )
         try:
-            self._interpreter = Interpreter(model_path=path, num_threads=int(num_threads))
+            resolver = ({} if use_xnnpack else {"experimental_op_resolver_type":
+                                                 OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES})
+            self._interpreter = Interpreter(model_path=path, num_threads=int(num_threads),
+                                            **resolver)
             available = set(self._interpreter.get_signature_list())
         except (ValueError, RuntimeError) as error:
             raise flatbuffer.CorruptModelError(
@@ -121,6 +131,11 @@ class OnDeviceTrainer:
         self.num_classes = int(self.metadata["num_classes"])
         self._weights = {w["key"]: w for w in self.metadata["weights"]}
         self._state = {s["tensor"]: s for s in self.metadata["state"]}
+        # Files exported with kernel_gradients="selected" take, in `train`, the
+        # selected channels of every layer, derived from the current mask.
+        self._channel_inputs = [entry["tensor"] for entry
+                                in self.metadata.get("train_channel_inputs", [])]
+        self._mask = self.get_state()["mask"] if self._channel_inputs else None
 
     def _run(self, signature, **inputs):
         if signature not in self._runners:
@@ -145,7 +160,38 @@ class OnDeviceTrainer:
             )
         if y.min() < 0 or y.max() >= self.num_classes:
             raise ValueError(f"Labels must be in [0, {self.num_classes}), got {y.min()}..{y.max()}.")
-        return float(self._run("train", x=x, y=y.astype(np.int32))["loss"][0])
+        return float(self._run("train", x=x, y=y.astype(np.int32),
+                               **self._channel_lists())["loss"][0])
+
+    def predicted_train_memory(self, mask=None):
+        """What `train` keeps beyond `infer`, predicted in bytes (`memory_model`).
+
+        Args:
+            mask: 0/1 array over the pool; None (default) for the current
+                selection.
+
+        Returns:
+            dict of bytes per part (`memory_model.PARTS`) and `"total_bytes"`.
+        """
+        if mask is None:
+            mask = self._mask if self._mask is not None else self.get_state()["mask"]
+        return memory_model.predict(self.metadata["memory_model"], mask)
+
+    def _channel_lists(self):
+        """`train`'s per-layer channel inputs for the current mask (or none)."""
+        if not self._channel_inputs:
+            return {}
+        selected = self._mask > 0.5
+        lists = {}
+        for index, tensor in enumerate(self._channel_inputs):
+            start = int(self.pool.offsets[index])
+            count = int(self.pool.num_channels[index])
+            lists[tensor] = np.flatnonzero(selected[start:start + count]).astype(np.int32)
+        return lists
+
+    def _remember_mask(self, mask):
+        if self._channel_inputs:
+            self._mask = np.asarray(mask, np.float32).copy()
 
     def infer(self, x, logits=False):
         """Class probabilities (or logits) for a batch of images.
@@ -187,6 +233,7 @@ class OnDeviceTrainer:
             raise ValueError(f"`seed` must fit in int32, got {seed}.")
         outputs = self._run("resample", seed=np.array([seed], np.int32))
         mask = outputs["mask"]
+        self._remember_mask(mask)
         return Selection(channels=self._to_dict(mask), cost_units=int(outputs["cost_units"][0]),
                          mask=mask, epoch=int(outputs["epoch"][0]))
 
@@ -210,6 +257,7 @@ class OnDeviceTrainer:
                 "Select fewer channels or pass `allow_over_budget=True`."
             )
         outputs = self._run("set_mask", mask=mask)
+        self._remember_mask(mask)
         return Selection(channels=self._to_dict(mask), cost_units=int(outputs["cost_units"][0]),
                          mask=mask)
 
@@ -282,6 +330,7 @@ class OnDeviceTrainer:
             raise ValueError(f"`set_state` needs every state tensor; missing {missing}.")
         self._run("set_state", **{k: arrays[k].astype(self._state[k]["dtype"])
                                   for k in self._state})
+        self._remember_mask(arrays["mask"])
 
     @staticmethod
     def _checked(values, shapes, what, source):

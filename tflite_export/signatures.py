@@ -36,6 +36,7 @@ import tensorflow as tf
 from keras_medyate import channels as channels_lib
 from keras_medyate.version import __version__
 from tflite_export import graph as graph_lib
+from tflite_export import memory_model
 from tflite_export import metadata as metadata_lib
 from tflite_export import sampler
 from tflite_export import training_graph
@@ -52,9 +53,14 @@ class TrainingModule(tf.Module):
         learning_rate: float, initial SGD learning rate.
         epsilon: float, MeDyate's relative weight floor.
         fill: `"stop"`, the budget fill mode.
+        kernel_gradients: `"selected"` (`train` takes the selected channels
+            of every search-space layer and computes only their kernel
+            gradients) or `"dense"` (every channel's gradient, applied to the
+            selected ones).
     """
 
-    def __init__(self, model, plan, batch_size, infer_batch_size, learning_rate, epsilon, fill):
+    def __init__(self, model, plan, batch_size, infer_batch_size, learning_rate, epsilon, fill,
+                 kernel_gradients="selected"):
         super().__init__(name="medyate_training")
         layer_graph = graph_lib.build_graph(model)
         pool = plan.pool
@@ -63,6 +69,7 @@ class TrainingModule(tf.Module):
         self._budget = int(plan.budget_units)
         self._epsilon = float(epsilon)
         self._batch = int(batch_size)
+        self._selected_gradients = kernel_gradients == "selected"
         self._infer_batch = None if infer_batch_size is None else int(infer_batch_size)
         self._costs = np.asarray(pool.costs, np.int32)
         self._axes = {name: plan.layer_info(name).channel_axis for name in plan.layers}
@@ -92,6 +99,9 @@ class TrainingModule(tf.Module):
             layer_graph, training_graph.WeightSource(layer_graph, self.weights),
             trained=plan.layers, classifier=plan.classifier)
 
+        memory = memory_model.build(
+            self._trainer, pool, batch_size, kernel_gradients,
+            weight_elements=sum(int(np.prod(v.shape)) for v in self.weights.values()))
         size = pool.size
         self.state = {}
         for name, dtype, kind in metadata_lib.STATE_TENSORS:
@@ -104,7 +114,8 @@ class TrainingModule(tf.Module):
             num_classes=layer_graph.num_classes, output_softmax=layer_graph.output_softmax,
             batch_size=batch_size, infer_batch_size=infer_batch_size,
             learning_rate=learning_rate, epsilon=epsilon, fill=fill, plan=plan,
-            weight_shapes=shapes, version=__version__)
+            weight_shapes=shapes, version=__version__, kernel_gradients=kernel_gradients,
+            memory=memory)
         # Stored encoded: tf.Module would wrap a dict attribute for tracking.
         self._meta_bytes = metadata_lib.encode(meta)
 
@@ -130,7 +141,8 @@ class TrainingModule(tf.Module):
         functions = {
             "infer": (self._infer, [self._input_spec(self._infer_batch)]),
             "train": (self._train, [self._input_spec(self._batch),
-                                    tf.TensorSpec([self._batch], tf.int32, name="y")]),
+                                    tf.TensorSpec([self._batch], tf.int32, name="y"),
+                                    *self._channel_specs()]),
             "resample": (self._resample, [tf.TensorSpec([1], tf.int32, name="seed")]),
             "set_mask": (self._set_mask, [tf.TensorSpec([size], tf.float32, name="mask")]),
             "get_weights": (self._get_weights, [unused]),
@@ -145,30 +157,67 @@ class TrainingModule(tf.Module):
         return {name: tf.function(fn, input_signature=specs).get_concrete_function()
                 for name, (fn, specs) in functions.items()}
 
+    def _channel_specs(self):
+        """The `train` inputs listing the selected channels of each layer."""
+        if not self._selected_gradients:
+            return []
+        return [tf.TensorSpec([None], tf.int32, name=name)
+                for name in metadata_lib.channel_input_names(self._pool.layer_names)]
+
     # --- the signatures -----------------------------------------------------------
 
     def _infer(self, x):
         logits = self._trainer.logits(x)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
 
-    def _train(self, x, y):
+    def _train(self, x, y, *channel_lists):
         weights = self._trainer.weights.read()
-        loss, grads = self._trainer.gradients(x, y, weights)
         rate = tf.convert_to_tensor(self.learning_rate)
         mask = tf.convert_to_tensor(self.state["mask"])
-        norms = []
+        selection, indices, valid, selected = {}, {}, {}, {}
         for index, name in enumerate(self._pool.layer_names):
-            key = f"{name}/kernel"
-            gradient = grads[key]
-            axis = self._axes[name]
-            norms.append(channels_lib.channel_norms(gradient, axis, tf))
             start = int(self._pool.offsets[index])
             count = int(self._pool.num_channels[index])
-            shape = [1] * len(gradient.shape)
-            shape[axis] = count
-            selected = tf.greater(tf.reshape(mask[start:start + count], shape), 0.0)
+            layer_mask = mask[start:start + count]
+            selected[name] = tf.greater(layer_mask, 0.0)
+            if not self._selected_gradients:
+                indices[name] = tf.range(count, dtype=tf.int32)
+                valid[name] = selected[name]  # measure the trained channels only
+                continue
+            given = channel_lists[index]
+            # One placeholder channel (index 0, zero update) keeps every
+            # shape non-empty: XNNPACK cannot reshape to 0 channels.
+            selection[name] = tf.concat([given, tf.zeros([1], tf.int32)], axis=0)
+            indices[name] = selection[name]
+            # A listed channel the mask does not select gets no update and no norm.
+            valid[name] = tf.concat([tf.greater(tf.gather(layer_mask, given), 0.0),
+                                     tf.zeros([1], tf.bool)], axis=0)
+        loss, grads = self._trainer.gradients(x, y, weights, selection)
+        norms = []
+        for name in self._pool.layer_names:
+            key = f"{name}/kernel"
+            axis = self._axes[name]
             kernel = weights[key]
-            self.weights[key].assign(tf.where(selected, kernel - rate * gradient, kernel))
+            rank = len(kernel.shape)
+            # Selected channels first: (k + 1, ...) with the placeholder zeroed.
+            rows = tf.transpose(grads[key], [axis] + [a for a in range(rank) if a != axis])
+            keep = tf.reshape(valid[name], [-1] + [1] * (rank - 1))
+            rows = tf.where(keep, rows, tf.zeros_like(rows))
+            rows_at = tf.reshape(indices[name], [-1, 1])
+            count = int(kernel.shape[axis])
+            norms.append(tf.scatter_nd(rows_at, channels_lib.channel_norms(rows, 0, tf),
+                                       [count]))
+            moved = [int(kernel.shape[axis])] + [int(kernel.shape[a]) for a in range(rank)
+                                                 if a != axis]
+            gradient = tf.scatter_nd(rows_at, rows, moved)
+            back = list(range(1, rank))
+            back.insert(axis, 0)
+            gradient = tf.transpose(gradient, back)
+            shape = [1] * rank
+            shape[axis] = count
+            trained = tf.reshape(selected[name], shape)
+            # Frozen slices are copied, never recomputed: bit-identical.
+            self.weights[key].assign(tf.where(trained, kernel - rate * gradient, kernel))
         for key in self._weight_keys[len(self._pool.layer_names):]:
             self.weights[key].assign(weights[key] - rate * grads[key])
         self.state["norm_sum"].assign_add(tf.concat(norms, axis=0))

@@ -9,9 +9,14 @@ of the model file.
 The backward pass only visits steps whose output depends on a trained weight
 (`requires_grad`): everything below the earliest search-space layer has no
 gradient op at all, and that layer computes its kernel gradient but no input
-gradient. The tensors the backward pass reads (inputs of the trained layers,
-ReLU masks) are referenced from the forward pass, so LiteRT's arena planner
-keeps exactly those alive and reuses the rest.
+gradient. With a `selection` (input-channel indices per search-space layer,
+as `train` passes them), the forward pass copies only the selected channels
+of each search-space layer's input (`GATHER`, right where the input is
+produced) and the backward pass computes the kernel gradient of those
+channels only. What the backward pass reads from the forward pass is then:
+the selected input channels, the ReLU masks (bool) of the backprop region and
+the classifier's input; LiteRT's arena planner keeps exactly those alive and
+reuses the rest.
 
 Example:
 
@@ -112,27 +117,70 @@ class TrainingGraph:
 
     # --- forward ------------------------------------------------------------------
 
-    def forward(self, x, weights=None, record=False):
+    def forward(self, x, weights=None, record=False, selection=None):
         """Runs every step.
 
         Args:
             x: float32 (B, H, W, C) input.
             weights: dict from `WeightSource.read()` (read now if None).
-            record: bool, also build the ReLU masks the backward pass needs.
+            record: bool, also keep what the backward pass needs: the ReLU
+                masks and the inputs of the trained layers.
+            selection: None (every input channel is trained) or dict layer
+                name → int32 tensor of input-channel indices: only those
+                channels of that layer's input are kept.
 
         Returns:
-            (values dict tensor id → tensor, masks dict tensor id → bool tensor).
+            (values dict tensor id → tensor, saved dict): `saved["masks"]`
+            maps tensor id → bool mask, `saved["inputs"]` layer name → the
+            (selected channels of the) input of a trained layer.
         """
         weights = self.weights.read() if weights is None else weights
+        selection = selection or {}
         values = {self.graph.input_id: x}
-        masks = {}
+        saved = {"masks": {}, "inputs": {}, "pads": {}, "input_hw": {}}
         for step in self.graph.steps:
             inputs = [values[t] for t in step.inputs]
+            if record and self._trains_kernel(step):
+                kept, pads = self._unpadded_input(step, values)
+                copied = False
+                if step.name in selection:
+                    kept = layer_ops.select_channels(kept, selection[step.name])
+                    copied = True
+                if step.kind == "conv":
+                    # Kept in the matmul layout of dK (B·H·W, C): a RESHAPE is
+                    # a copy in LiteRT, made once here instead of keeping both.
+                    batch, height, width = (int(d) for d in kept.shape[:3])
+                    saved["input_hw"][step.name] = (height, width)
+                    kept = tf.reshape(kept, [batch * height * width, -1])
+                    copied = True
+                if copied:
+                    # The layer reads its input only after the copy exists, so
+                    # the copy is made here, not after the whole forward pass
+                    # (which would keep every full input alive until then).
+                    inputs = [layer_ops.after(inputs[0], kept), *inputs[1:]]
+                saved["inputs"][step.name] = kept
+                saved["pads"][step.name] = pads
             values[step.output] = self._step_forward(step, inputs, weights)
             if record and step.kind == "relu" and step.output in self.requires_grad:
-                masks[step.output] = layer_ops.relu_mask(values[step.output],
-                                                         step.params["max_value"])
-        return values, masks
+                saved["masks"][step.output] = layer_ops.relu_mask(values[step.output],
+                                                                  step.params["max_value"])
+        return values, saved
+
+    def _unpadded_input(self, step, values):
+        """(tensor, pads) to keep for the kernel gradient of a trained step.
+
+        An explicit `ZeroPadding2D` in front of a conv is folded into the
+        conv's padding: the unpadded tensor is kept, smaller than the padded
+        one, which is freed after the conv.
+        """
+        pads = step.params.get("pads")
+        producer = self.graph.producer(step.inputs[0])
+        if step.kind in ("conv", "depthwise") and producer is not None and producer.kind == "pad":
+            (top, bottom), (left, right) = producer.params["pads"]
+            (s_top, s_bottom), (s_left, s_right) = pads
+            return values[producer.inputs[0]], ((top + s_top, bottom + s_bottom),
+                                                 (left + s_left, right + s_right))
+        return values[step.inputs[0]], pads
 
     def logits(self, x, weights=None):
         """The logits for an input batch."""
@@ -175,19 +223,23 @@ class TrainingGraph:
 
     # --- backward -----------------------------------------------------------------
 
-    def gradients(self, x, labels, weights=None):
+    def gradients(self, x, labels, weights=None, selection=None):
         """Loss and gradients of the trained weights for one batch.
 
         Args:
             x: float32 (B, H, W, C), static batch.
             labels: int32 (B,).
             weights: dict from `WeightSource.read()` (read now if None).
+            selection: as in `forward`: the kernel gradient of a selected
+                layer holds only its selected input channels, in the order of
+                the indices (on the kernel's channel axis).
 
         Returns:
             (loss scalar, dict `"<layer>/kernel"`/`"<classifier>/bias"` → gradient).
         """
         weights = self.weights.read() if weights is None else weights
-        values, masks = self.forward(x, weights, record=True)
+        selection = selection or {}
+        values, saved = self.forward(x, weights, record=True, selection=selection)
         loss, dlogits = layer_ops.cross_entropy(values[self.graph.logits_id], labels)
         batch = int(x.shape[0])
         grads = {self.graph.logits_id: dlogits}
@@ -196,15 +248,15 @@ class TrainingGraph:
             if step.output not in self.requires_grad or step.output not in grads:
                 continue
             dy = grads.pop(step.output)
-            for tensor, dx in self._step_backward(step, values, masks, dy, batch,
-                                                  weights, weight_grads):
+            for tensor, dx in self._step_backward(step, saved, dy, batch, weights,
+                                                  weight_grads, selection.get(step.name)):
                 grads[tensor] = grads[tensor] + dx if tensor in grads else dx
         return loss, weight_grads
 
     def _shape(self, tensor, batch):
         return (batch, *[int(d) for d in self.graph.shapes[tensor][1:]])
 
-    def _step_backward(self, step, values, masks, dy, batch, weights, weight_grads):
+    def _step_backward(self, step, saved, dy, batch, weights, weight_grads, indices):
         """Yields (input tensor id, gradient) for inputs that require a gradient."""
         kind, params = step.kind, step.params
         src = step.inputs[0]
@@ -212,7 +264,8 @@ class TrainingGraph:
         if kind in PARAMETRIC_KINDS:
             kernel = weights.get(f"{step.name}/kernel")
             if self._trains_kernel(step):
-                weight_grads[f"{step.name}/kernel"] = self._kernel_grad(step, values[src], dy)
+                weight_grads[f"{step.name}/kernel"] = self._kernel_grad(
+                    step, saved, dy, indices)
                 if step.name == self.classifier and params.get("use_bias", True):
                     weight_grads[f"{step.name}/bias"] = layer_ops.bias_grad(dy)
             if wants_input:
@@ -221,7 +274,7 @@ class TrainingGraph:
         if not wants_input and kind != "add":
             return
         if kind == "relu":
-            yield src, tf.where(masks[step.output], dy, tf.zeros_like(dy))
+            yield src, tf.where(saved["masks"][step.output], dy, tf.zeros_like(dy))
         elif kind == "affine":
             yield src, dy * tf.constant(params["scale"])
         elif kind == "pad":
@@ -240,14 +293,18 @@ class TrainingGraph:
         else:
             raise AssertionError(f"unknown step kind {kind!r}")
 
-    def _kernel_grad(self, step, x, dz):
+    def _kernel_grad(self, step, saved, dz, indices):
+        """dK from the kept input (its selected channels if `indices` is given)."""
         params = step.params
+        x, pads = saved["inputs"][step.name], saved["pads"][step.name]
         if step.kind == "conv":
             return layer_ops.conv_kernel_grad(x, dz, params["kernel_size"], params["strides"],
-                                              params["pads"])
+                                              pads, input_hw=saved["input_hw"][step.name])
         if step.kind == "depthwise":
+            if indices is not None:
+                dz = layer_ops.select_channels(dz, indices, params["depth_multiplier"])
             return layer_ops.depthwise_kernel_grad(x, dz, params["kernel_size"],
-                                                   params["strides"], params["pads"],
+                                                   params["strides"], pads,
                                                    params["depth_multiplier"])
         return layer_ops.dense_kernel_grad(x, dz)
 

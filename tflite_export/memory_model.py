@@ -1,0 +1,180 @@
+"""What the on-device `train` signature keeps beyond inference, predicted in bytes.
+
+`train` runs the forward pass like `infer` and, on top of it, keeps until the
+backward pass:
+
+- **selected inputs**: for each search-space layer, its input restricted to
+  the selected channels (`kernel_gradients="selected"`, plus one placeholder
+  channel per layer) or its whole input (`"dense"`); an explicit
+  `ZeroPadding2D` in front of a conv is folded into the conv, so the unpadded
+  input is kept; float32;
+- **ReLU masks**: one byte per element of every ReLU output between the
+  earliest search-space layer and the logits (the backprop region);
+- **classifier input**: float32, the head's input;
+- **backward working set**: the largest set of gradient tensors alive at one
+  backward step (output gradient, input gradient, pending residual
+  gradients, and the zero-inserted, padded output gradient the kernel
+  gradient of a conv reads its taps from), float32;
+- **weight update**: three float32 copies of the trained kernels and the head
+  (the value read, the scattered gradient, the updated value).
+
+The forward working set is the same as `infer`'s at the same batch and is not
+counted: the prediction is of `train` − `infer`. It is an analytic model, not
+the LiteRT arena: the arena planner, the op temporaries and the XNNPACK
+delegate's own buffers come on top (measured next to it in
+`tflite_export/README.md`).
+
+This module needs numpy only (it runs in the app-side `OnDeviceTrainer`).
+
+Example:
+
+>>> from tflite_export import memory_model
+>>> model = {"batch_size": 2, "kernel_gradients": "selected",
+...          "kept_bytes_per_channel": [64, 16], "num_channels": [3, 4],
+...          "relu_mask_bytes": 100, "classifier_input_bytes": 40,
+...          "backward_working_bytes": 500, "weight_update_bytes": 300}
+>>> memory_model.predict(model, [1, 0, 0, 1, 1, 0, 0])["selected_inputs_bytes"]
+176
+"""
+
+import numpy as np
+
+#: The parts of the prediction, in the order they are reported.
+PARTS = ("selected_inputs_bytes", "relu_mask_bytes", "classifier_input_bytes",
+         "backward_working_bytes", "weight_update_bytes")
+
+
+def predict(model, mask):
+    """Bytes `train` keeps beyond `infer` for one selection.
+
+    Args:
+        model: the `"memory_model"` dict of an export's metadata.
+        mask: 0/1 array over the channel pool (the current selection).
+
+    Returns:
+        dict with every entry of `PARTS` and `"total_bytes"`.
+    """
+    mask = np.asarray(mask) > 0.5
+    per_channel = np.asarray(model["kept_bytes_per_channel"], np.int64)
+    counts = np.asarray(model["num_channels"], np.int64)
+    if mask.shape != (int(counts.sum()),):
+        raise ValueError(f"`mask` must have shape ({int(counts.sum())},) (the channel pool), "
+                         f"got {mask.shape}.")
+    if model["kernel_gradients"] == "selected":
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        chosen = np.add.reduceat(mask.astype(np.int64), offsets) if mask.size else counts * 0
+        kept = int(np.sum(per_channel * (chosen + 1)))  # + the placeholder channel
+    else:
+        kept = int(np.sum(per_channel * counts))
+    result = {"selected_inputs_bytes": kept}
+    for part in PARTS[1:]:
+        result[part] = int(model[part])
+    result["total_bytes"] = int(sum(result[p] for p in PARTS))
+    return result
+
+
+def budget_bound(model, costs, budget_units):
+    """The largest `predict(...)["total_bytes"]` over selections within the budget.
+
+    The kept inputs are bounded by a fractional knapsack: channels taken in
+    decreasing order of kept bytes per budget unit until the budget is
+    spent (an upper bound of the exact 0/1 maximum).
+
+    Args:
+        model: the `"memory_model"` dict.
+        costs: int array over the pool, units per channel.
+        budget_units: int.
+
+    Returns:
+        dict as `predict`.
+    """
+    counts = np.asarray(model["num_channels"], np.int64)
+    per_channel = np.repeat(np.asarray(model["kept_bytes_per_channel"], np.float64), counts)
+    costs = np.asarray(costs, np.float64)
+    mask = np.zeros(per_channel.size)
+    if model["kernel_gradients"] == "selected":
+        order = np.argsort(-(per_channel / np.maximum(costs, 1)), kind="stable")
+        left = float(budget_units)
+        for index in order:
+            take = min(1.0, left / max(costs[index], 1.0))
+            if take <= 0:
+                break
+            mask[index] = take
+            left -= take * costs[index]
+    prediction = predict(model, np.zeros(per_channel.size))
+    if model["kernel_gradients"] == "selected":
+        placeholder = int(np.sum(np.asarray(model["kept_bytes_per_channel"], np.int64)))
+        prediction["selected_inputs_bytes"] = int(np.ceil(np.sum(per_channel * mask))) + placeholder
+        prediction["total_bytes"] = int(sum(prediction[p] for p in PARTS))
+    return prediction
+
+
+def build(trainer, pool, batch_size, kernel_gradients, weight_elements):
+    """The `"memory_model"` metadata dict of an export.
+
+    Args:
+        trainer: the `training_graph.TrainingGraph` of the export.
+        pool: the plan's `ChannelPool`.
+        batch_size: int, the static batch of `train`.
+        kernel_gradients: `"selected"` or `"dense"`.
+        weight_elements: int, elements of the trained kernels and head.
+    """
+    graph = trainer.graph
+    batch = int(batch_size)
+
+    def elements(tensor):
+        return int(np.prod([int(d) for d in graph.shapes[tensor][1:]]))
+
+    kept = []
+    for name in pool.layer_names:
+        step = next(s for s in graph.steps if s.name == name and s.kind in
+                    ("conv", "depthwise", "dense"))
+        source = step.inputs[0]
+        producer = graph.producer(source)
+        if step.kind in ("conv", "depthwise") and producer is not None and producer.kind == "pad":
+            source = producer.inputs[0]
+        shape = [int(d) for d in graph.shapes[source][1:]]
+        kept.append(4 * batch * int(np.prod(shape[:-1])))
+    needs = trainer.requires_grad
+    masks = sum(batch * elements(s.output) for s in graph.steps
+                if s.kind == "relu" and s.output in needs)
+    head = next(s for s in graph.steps if s.name == trainer.classifier and s.kind in
+                ("conv", "depthwise", "dense"))
+    backward = _backward_working_elements(trainer) * 4 * batch
+    return {
+        "batch_size": batch,
+        "kernel_gradients": kernel_gradients,
+        "kept_bytes_per_channel": kept,
+        "num_channels": [int(c) for c in pool.num_channels],
+        "relu_mask_bytes": int(masks),
+        "classifier_input_bytes": 4 * batch * elements(head.inputs[0]),
+        "backward_working_bytes": int(backward),
+        "weight_update_bytes": 3 * 4 * int(weight_elements),
+    }
+
+
+def _backward_working_elements(trainer):
+    """Largest number of gradient elements (per sample) alive at one backward step."""
+    graph = trainer.graph
+    needs = trainer.requires_grad
+
+    def elements(tensor):
+        return int(np.prod([int(d) for d in graph.shapes[tensor][1:]]))
+
+    pending = {graph.logits_id: elements(graph.logits_id)}
+    largest = 0
+    for step in reversed(graph.steps):
+        if step.output not in needs or step.output not in pending:
+            continue
+        dy = pending.pop(step.output)
+        extra = 0
+        if step.kind in ("conv", "depthwise"):
+            kh, kw = step.params["kernel_size"]
+            height, width = (int(d) for d in graph.shapes[step.inputs[0]][1:3])
+            channels = int(graph.shapes[step.output][-1])
+            extra = (height + kh) * (width + kw) * channels  # the tap grid
+        for tensor in step.inputs:
+            if tensor in needs and tensor not in pending:
+                pending[tensor] = elements(tensor)
+        largest = max(largest, dy + extra + sum(pending.values()))
+    return largest
