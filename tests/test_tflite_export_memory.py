@@ -132,9 +132,14 @@ def padded(tmp_path_factory):
     return model, plan, files
 
 
-@pytest.mark.parametrize("form", ["selected", "dense"])
-@pytest.mark.parametrize("use_xnnpack", [True, False])
-@pytest.mark.parametrize("fraction", [0.0, 0.4, 1.0])
+FAST = {("selected", True, 0.4), ("selected", False, 0.0), ("dense", True, 1.0)}
+
+
+@pytest.mark.parametrize("form,use_xnnpack,fraction", [
+    pytest.param(form, xnnpack, fraction,
+                 marks=() if (form, xnnpack, fraction) in FAST else pytest.mark.slow)
+    for form in ("selected", "dense") for xnnpack in (True, False) for fraction in (0.0, 0.4, 1.0)
+])
 def test_train_equals_subnetwork_model_for_every_form_and_selection(padded, form, use_xnnpack,
                                                                      fraction):
     model, plan, files = padded
