@@ -27,6 +27,8 @@ INSTALL_REQUIRES = [
 ]
 LITERT = ["ai-edge-litert>=2.3"]  # runs exported training models
 NOTEBOOKS = ["matplotlib>=3.8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"]
+# `benchmarks/paper_comparison.py --ray`: the sweep as Ray tasks (tested with 2.60).
+CLUSTER = ["ray[default]>=2.40,<3"]
 # Everything the test suite imports: `pip install -e ".[test]"` runs every test.
 TEST = sorted(set([
     "pytest>=8",
@@ -52,7 +54,7 @@ setup(
     package_data={"keras_medyate": ["rankings/*.json", "rankings/README.md"],
                   "tflite_export": ["README.md", "ANDROID.md"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"litert": LITERT, "notebooks": NOTEBOOKS, "test": TEST},
+    extras_require={"litert": LITERT, "notebooks": NOTEBOOKS, "test": TEST, "cluster": CLUSTER},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

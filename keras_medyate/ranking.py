@@ -217,7 +217,7 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=1e
     head_variables = [v for v in head_info.layer.trainable_weights]
     variables = kernels + head_variables
     axes = [info.channel_axis for info in ranked]
-    optimizer = keras.optimizers.SGD(learning_rate)
+    rate = tf.constant(learning_rate, tf.float32)
 
     @tf.function
     def step(x, y):
@@ -226,7 +226,11 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=1e
             y_pred = model(x, training=False)
             loss_value = loss_fn(y, y_pred)
         grads = tape.gradient(loss_value, variables)
-        optimizer.apply(grads, variables)
+        # Plain SGD written out (what `keras.optimizers.SGD` computes): it also
+        # runs on a model built under a `tf.distribute` strategy, where this
+        # cross-replica update writes every replica's copy.
+        for variable, grad in zip(variables, grads):
+            variable.assign_sub(grad * rate)
         channel_norms = [
             channels_lib.channel_norms(g, axis, tf) for g, axis in zip(grads[: len(kernels)], axes)
         ]

@@ -212,16 +212,17 @@ class SubnetworkModel(keras.Model):
                 metric.update_state(loss, sample_weight=batch_size)
         gradients = tape.gradient(scaled_loss, variables)
         kernels = variables[: len(self._space)]
+        measured = _global_gradients(gradients[: len(self._space)])
         masked, masks, previous = [], [], []
-        for info, kernel, gradient, norm_sum, norm_last in zip(
-            self._space, kernels, gradients, self._norm_sums, self._norm_last
+        for info, kernel, gradient, whole, norm_sum, norm_last in zip(
+            self._space, kernels, gradients, measured, self._norm_sums, self._norm_last
         ):
             if gradient is None:
                 raise ValueError(
                     f"Layer {info.name!r} received no gradient: is it connected to "
                     "the loss?"
                 )
-            norms = channels_lib.channel_norms(tf.convert_to_tensor(gradient), info.channel_axis,
+            norms = channels_lib.channel_norms(tf.convert_to_tensor(whole), info.channel_axis,
                                                tf)
             norm_sum.assign_add(norms)
             norm_last.assign(norms)
@@ -333,6 +334,20 @@ class SubnetworkModel(keras.Model):
         if count == 0:
             raise ValueError("`probe_data` is empty; the oracle needs at least one batch.")
         return np.concatenate(totals) / count
+
+
+def _global_gradients(gradients):
+    """The gradients of the whole batch.
+
+    Under a `tf.distribute` strategy `train_step` runs once per replica on its
+    share of the batch; the optimizer sums the replicas' gradients itself, but
+    the channel norms must be those of that sum (as on one device), so they are
+    measured on an all-reduced copy. On one device: the gradients unchanged.
+    """
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1 or any(g is None for g in gradients):
+        return gradients
+    return replica.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
 
 
 def _broadcastable(mask, info):

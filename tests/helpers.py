@@ -168,3 +168,16 @@ def assert_same_training(device, model, plan, x, y, selected, learning_rate, ste
     assert not state["norm_sum"][~trained].any(), "a channel that was not trained was measured"
     assert state["norm_steps"][0] == steps
     return before, after
+
+
+def interrupt_at(epoch):
+    """A callback that raises `RuntimeError("interrupted")` when `epoch` begins
+    (a crash in the middle of `fit`, for the resume tests)."""
+    import keras  # noqa: PLC0415
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, current, logs=None):
+            if current == epoch:
+                raise RuntimeError("interrupted")
+
+    return Interrupt()

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import keras_medyate as kmd
 from keras_medyate.strategies import base
+from tests.helpers import interrupt_at as interrupt_callback
 from tests.helpers import random_data, small_cnn
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -211,12 +212,7 @@ def run_with_backup(tmp_path, epochs, interrupt_at=None, seed=5, strategy="medya
     if tmp_path is not None:
         callbacks.insert(0, keras.callbacks.BackupAndRestore(str(tmp_path)))
     if interrupt_at is not None:
-        class Interrupt(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                if epoch == interrupt_at:
-                    raise RuntimeError("interrupted")
-
-        callbacks.append(Interrupt())
+        callbacks.append(interrupt_callback(interrupt_at))
     x, y = random_data(32)
     try:
         trainer.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)
