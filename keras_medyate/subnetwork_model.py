@@ -118,6 +118,7 @@ class SubnetworkModel(keras.Model):
         self._channels_selected = self._state_variable("channels_selected", ())
         self._explored = self._state_variable("explored", ())
         self._measure_function = None
+        self._head_only = False
         self._selector_state = {}
         self.store_selector_state(selector_state or {})
 
@@ -188,8 +189,7 @@ class SubnetworkModel(keras.Model):
     def trainable_weights(self):
         if not hasattr(self, "_space"):
             return super().trainable_weights
-        head = [v for v in self._head.layer.weights if v.trainable]
-        return [info.kernel for info in self._space] + head
+        return [info.kernel for info in self._space] + self._head_weights()
 
     @property
     def trainable_variables(self):
@@ -197,9 +197,11 @@ class SubnetworkModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        variables = self.trainable_weights
         # Only the updated variables are watched: the tape then records no op
         # below the earliest search-space layer, and backprop stops there.
+        # With an empty selection only the head is watched: the step costs a
+        # forward pass and the head's gradient.
+        variables = self._head_weights() if self._head_only else self.trainable_weights
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in variables])
             y_pred = self(x, training=True)
@@ -211,6 +213,10 @@ class SubnetworkModel(keras.Model):
             if metric.name == "loss":
                 metric.update_state(loss, sample_weight=batch_size)
         gradients = tape.gradient(scaled_loss, variables)
+        if self._head_only:
+            self._norm_steps.assign_add(1.0)
+            self.optimizer.apply(gradients, variables)
+            return self._step_logs(x, y, y_pred, sample_weight)
         kernels = variables[: len(self._space)]
         measured = _global_gradients(gradients[: len(self._space)])
         masked, masks, previous = [], [], []
@@ -234,19 +240,35 @@ class SubnetworkModel(keras.Model):
         self.optimizer.apply(masked + list(gradients[len(self._space):]), variables)
         for kernel, mask, old in zip(kernels, masks, previous):
             kernel.assign(tf.where(mask > 0, kernel.value, old))
+        return self._step_logs(x, y, y_pred, sample_weight)
+
+    def _step_logs(self, x, y, y_pred, sample_weight):
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         logs["budget_used"] = self._budget_used.value
         logs["channels_selected"] = self._channels_selected.value
         logs["explored"] = self._explored.value
         return logs
 
+    def _head_weights(self):
+        return [v for v in self._head.layer.weights if v.trainable]
+
     # --- State read and written by ChannelResampler -------------------------
 
     def set_selection(self, flat_indices):
-        """Writes the masks for a selection of flat pool indices."""
+        """Writes the masks for a selection of flat pool indices.
+
+        An empty selection switches the step to the head alone (and a
+        non-empty one back): at most two traces of the training step, however
+        often the selection changes.
+        """
         masks = self.plan.pool.to_masks(flat_indices)
         for name, variable in self.masks.items():
             variable.assign(masks[name])
+        head_only = len(flat_indices) == 0
+        if head_only != self._head_only:
+            self._head_only = head_only
+            if getattr(self, "train_function", None) is not None:
+                self.make_train_function(force=True)
 
     def current_selection(self):
         """Flat pool indices of the channels whose mask is on."""

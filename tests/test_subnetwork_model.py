@@ -375,3 +375,36 @@ def test_keras_save_and_load_keep_weights_masks_and_state(tmp_path):
     assert int(loaded.epochs_selected.numpy()) == 2
     np.testing.assert_array_equal(loaded.selection_state["channel_seen"].numpy(),
                                   trainer.selection_state["channel_seen"].numpy())
+
+
+def _gradient_ops(trainer, x, y):
+    """Op types of the traced training step that belong to backprop."""
+    step = tf.function(trainer.train_step)
+    graph = step.get_concrete_function((tf.TensorSpec(x.shape, tf.float32),
+                                        tf.TensorSpec(y.shape, tf.int32))).graph
+    return {op.type for op in graph.get_operations()
+            if "Backprop" in op.type or op.type.endswith("Grad")}
+
+
+def test_an_empty_selection_differentiates_only_the_head():
+    keras.utils.set_random_seed(0)
+    model = small_cnn()
+    plan = kmd.plan(model, budget=600)
+    trainer = kmd.SubnetworkModel(model, plan)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=LOSS)
+    x, y = random_data(16)
+    trainer.set_selection(np.arange(5))
+    assert {"Conv2DBackpropFilter", "Conv2DBackpropInput"} <= _gradient_ops(trainer, x, y)
+    trainer.set_selection(np.array([], np.int64))
+    assert not any("Conv" in op for op in _gradient_ops(trainer, x, y))
+
+    # In fit: the classifier strategy moves the head and nothing else, and a
+    # selection after empty epochs trains again (the step switches back).
+    before = [w.copy() for w in model.get_weights()]
+    trainer.fit(x, y, epochs=2, verbose=0,
+                callbacks=[kmd.ChannelResampler(plan, strategy="classifier")])
+    moved = {v.path for v, a in zip(model.weights, before) if not np.array_equal(v.numpy(), a)}
+    assert moved == {"classifier/kernel", "classifier/bias"}
+    trainer.fit(x, y, epochs=1, verbose=0, callbacks=[kmd.ChannelResampler(plan, "medyate")])
+    moved = {v.path for v, a in zip(model.weights, before) if not np.array_equal(v.numpy(), a)}
+    assert len(moved) > 2
