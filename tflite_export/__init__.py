@@ -3,7 +3,8 @@
 `export_training_model` turns a Keras model and its `kmd.plan` into a LiteRT
 model whose signatures run the whole method on the phone: `train` (one SGD
 step on the selected input channels of the search space and the classifier,
-accumulating per-channel gradient norms), `resample` (the MeDyate sampler
+accumulating per-channel gradient norms; it keeps and differentiates only the
+selected channels, so its memory follows the budget: `memory_model`), `resample` (the MeDyate sampler
 itself), `infer`, `set_mask`, and `get/set_weights`, `get/set_state` for
 persistence. Only LiteRT builtin operators are used (no Flex).
 
@@ -24,6 +25,7 @@ trainer = OnDeviceTrainer("medyate.tflite", num_threads=2)
 history = trainer.fit(train_batches, epochs=10, seed=0)   # resample + train, per epoch
 probabilities = trainer.infer(images)
 weights = trainer.get_weights()          # {"<layer>/kernel": ndarray, ...}
+print(trainer.predicted_train_memory())  # bytes `train` keeps beyond `infer`
 ```
 
 See `tflite_export/README.md` (signature contract, measurements) and
