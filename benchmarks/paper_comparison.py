@@ -100,6 +100,13 @@ def main(argv):
     for method in config["methods"]:
         if method not in runner.METHODS:
             raise app.UsageError(f"Unknown method {method!r}; accepted: {', '.join(runner.METHODS)}")
+    if FLAGS.ranking not in ("lara", "rgn"):
+        from keras_medyate import ranking as ranking_lib
+        try:  # a bad path fails here, before any data is read or any run starts
+            ranking_lib.LayerRanking.load(FLAGS.ranking)
+        except ValueError as error:
+            sys.exit(f"error: --ranking={FLAGS.ranking!r}: {error} Pass 'lara' (the shipped "
+                     "ranking) or a file written by `kmd.rank_layers(...).save(path)`.")
     budgets = [memory.parse_budget(b) for b in config["budgets"]]
     seeds = [int(s) for s in config["seeds"]]
     # Every dataset is found and sized before any training (nothing is decoded yet).

@@ -92,3 +92,12 @@ def test_run_seed_orders_the_same_images(fashion_mnist_dir):
     other, probe_other = labels_and_sums(1)
     assert first == again and sorted(first) == sorted(other) and first != other
     assert probe_first == probe_other
+
+
+def test_a_bad_ranking_path_fails_before_any_work(tmp_path, weights_dir, data_dir):
+    result = run_cli(tmp_path, weights_dir, data_dir, "--methods=medyate",
+                     f"--ranking={tmp_path / 'missing.json'}")
+    assert result.returncode != 0
+    assert "--ranking=" in result.stderr and "missing.json" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()
