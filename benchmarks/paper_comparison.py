@@ -104,14 +104,17 @@ def main(argv):
         from keras_medyate import ranking as ranking_lib
         try:  # a bad path fails here, before any data is read or any run starts
             ranking_lib.LayerRanking.load(FLAGS.ranking)
-        except ValueError as error:
+        except (ValueError, KeyError, AttributeError, TypeError) as error:
             sys.exit(f"error: --ranking={FLAGS.ranking!r}: {error} Pass 'lara' (the shipped "
                      "ranking) or a file written by `kmd.rank_layers(...).save(path)`.")
     budgets = [memory.parse_budget(b) for b in config["budgets"]]
     seeds = [int(s) for s in config["seeds"]]
+    # Folder datasets travel with absolute paths (Ray workers run elsewhere).
+    datasets = [f"folder:{os.path.abspath(d[len('folder:'):])}" if d.startswith("folder:") else d
+                for d in FLAGS.dataset]
     # Every dataset is found and sized before any training (nothing is decoded yet).
     loaded = {}
-    for dataset in FLAGS.dataset:
+    for dataset in datasets:
         try:
             loaded[dataset] = load_run_data(FLAGS, config, dataset, seeds[0])
         except (ValueError, FileNotFoundError) as error:
@@ -119,7 +122,7 @@ def main(argv):
     csv_path = os.path.join(FLAGS.out, "paper_comparison.csv")
     done = {report.run_key(r) for r in report.read_csv(csv_path)}
     jobs = []  # (dataset, method, budget, seed), the ones not in the CSV yet
-    for dataset in FLAGS.dataset:
+    for dataset in datasets:
         info = loaded[dataset][3]
         planned = [(method, budget, seed) for seed in seeds for budget in budgets
                    for method in config["methods"]
@@ -134,6 +137,10 @@ def main(argv):
                 continue
             jobs.append((dataset, method, budget, seed))
     values = FLAGS.flag_values_dict()
+    # Ray workers may run in another directory: paths travel absolute.
+    values["out"] = os.path.abspath(values["out"])
+    if values["ranking"] not in ("lara", "rgn"):
+        values["ranking"] = os.path.abspath(values["ranking"])
     results = (ray_results(values, config, jobs) if FLAGS.ray
                else sequential_results(values, config, jobs, loaded))
     diverged, failed = [], []
@@ -260,6 +267,14 @@ def ray_results(values, config, jobs):
     elif FLAGS.ray_num_cpus:
         init["num_cpus"] = FLAGS.ray_num_cpus
     ray.init(**init)
+    available = ray.cluster_resources()
+    for resource, needed in (("CPU", FLAGS.ray_cpus_per_run), ("GPU", FLAGS.ray_gpus_per_run)):
+        if needed > available.get(resource, 0):
+            ray.shutdown()
+            raise app.UsageError(
+                f"Each run asks for {needed:g} {resource} (--ray_{resource.lower()}s_per_run) but "
+                f"the Ray cluster has {available.get(resource, 0):g}: no run could ever start. "
+                "Lower the request or add nodes.")
     task = ray.remote(num_cpus=FLAGS.ray_cpus_per_run, num_gpus=FLAGS.ray_gpus_per_run,
                       max_retries=FLAGS.ray_retries, retry_exceptions=False)(_ray_task)
     pending = {task.remote(values, config, job): job for job in jobs}

@@ -214,7 +214,8 @@ class SubnetworkModel(keras.Model):
                 metric.update_state(loss, sample_weight=batch_size)
         gradients = tape.gradient(scaled_loss, variables)
         if self._head_only:
-            self._norm_steps.assign_add(1.0)
+            # No channel was differentiated: no norm step is counted, so
+            # `channel_norms()` stays None and an oracle re-probes.
             self.optimizer.apply(gradients, variables)
             return self._step_logs(x, y, y_pred, sample_weight)
         kernels = variables[: len(self._space)]

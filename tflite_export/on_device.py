@@ -173,6 +173,10 @@ class OnDeviceTrainer:
         Returns:
             dict of bytes per part (`memory_model.PARTS`) and `"total_bytes"`.
         """
+        if "memory_model" not in self.metadata:
+            raise ValueError(
+                f"{self.path!r} has no memory model (metadata format version "
+                f"{self.metadata.get('format_version')}); re-export it with this keras-medyate.")
         if mask is None:
             mask = self._mask if self._mask is not None else self.get_state()["mask"]
         return memory_model.predict(self.metadata["memory_model"], mask)
@@ -181,7 +185,7 @@ class OnDeviceTrainer:
         """`train`'s per-layer channel inputs for the current mask (or none)."""
         if not self._channel_inputs:
             return {}
-        selected = self._mask > 0.5
+        selected = self._mask > 0.0  # what `train` and `resample` count as selected
         lists = {}
         for index, tensor in enumerate(self._channel_inputs):
             start = int(self.pool.offsets[index])
