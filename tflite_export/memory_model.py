@@ -54,23 +54,12 @@ def predict(model, mask):
     Returns:
         dict with every entry of `PARTS` and `"total_bytes"`.
     """
-    mask = np.asarray(mask) > 0.5
-    per_channel = np.asarray(model["kept_bytes_per_channel"], np.int64)
     counts = np.asarray(model["num_channels"], np.int64)
+    mask = np.asarray(mask) > 0.5
     if mask.shape != (int(counts.sum()),):
         raise ValueError(f"`mask` must have shape ({int(counts.sum())},) (the channel pool), "
                          f"got {mask.shape}.")
-    if model["kernel_gradients"] == "selected":
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        chosen = np.add.reduceat(mask.astype(np.int64), offsets) if mask.size else counts * 0
-        kept = int(np.sum(per_channel * (chosen + 1)))  # + the placeholder channel
-    else:
-        kept = int(np.sum(per_channel * counts))
-    result = {"selected_inputs_bytes": kept}
-    for part in PARTS[1:]:
-        result[part] = int(model[part])
-    result["total_bytes"] = int(sum(result[p] for p in PARTS))
-    return result
+    return _parts(model, mask)
 
 
 def budget_bound(model, costs, budget_units):
@@ -88,25 +77,36 @@ def budget_bound(model, costs, budget_units):
     Returns:
         dict as `predict`.
     """
-    counts = np.asarray(model["num_channels"], np.int64)
-    per_channel = np.repeat(np.asarray(model["kept_bytes_per_channel"], np.float64), counts)
-    costs = np.asarray(costs, np.float64)
-    mask = np.zeros(per_channel.size)
-    if model["kernel_gradients"] == "selected":
-        order = np.argsort(-(per_channel / np.maximum(costs, 1)), kind="stable")
-        left = float(budget_units)
-        for index in order:
-            take = min(1.0, left / max(costs[index], 1.0))
-            if take <= 0:
-                break
-            mask[index] = take
-            left -= take * costs[index]
-    prediction = predict(model, np.zeros(per_channel.size))
+    per_channel = _per_channel(model)
+    costs = np.maximum(np.asarray(costs, np.float64), 1.0)
+    fraction = np.zeros(per_channel.size)
+    left = float(budget_units)
+    for index in np.argsort(-(per_channel / costs), kind="stable"):
+        if left <= 0:
+            break
+        fraction[index] = min(1.0, left / costs[index])
+        left -= fraction[index] * costs[index]
+    return _parts(model, fraction)
+
+
+def _per_channel(model):
+    """Kept bytes of every channel of the pool (float64)."""
+    return np.repeat(np.asarray(model["kept_bytes_per_channel"], np.float64),
+                     np.asarray(model["num_channels"], np.int64))
+
+
+def _parts(model, selected):
+    """The prediction for a 0/1 (or fractional) selection over the pool."""
     if model["kernel_gradients"] == "selected":
         placeholder = int(np.sum(np.asarray(model["kept_bytes_per_channel"], np.int64)))
-        prediction["selected_inputs_bytes"] = int(np.ceil(np.sum(per_channel * mask))) + placeholder
-        prediction["total_bytes"] = int(sum(prediction[p] for p in PARTS))
-    return prediction
+        kept = int(np.ceil(np.sum(_per_channel(model) * selected))) + placeholder
+    else:
+        kept = int(np.sum(_per_channel(model)))
+    result = {"selected_inputs_bytes": kept}
+    for part in PARTS[1:]:
+        result[part] = int(model[part])
+    result["total_bytes"] = int(sum(result[p] for p in PARTS))
+    return result
 
 
 def build(trainer, pool, batch_size, kernel_gradients, weight_elements):
@@ -121,47 +121,36 @@ def build(trainer, pool, batch_size, kernel_gradients, weight_elements):
     """
     graph = trainer.graph
     batch = int(batch_size)
-
-    def elements(tensor):
-        return int(np.prod([int(d) for d in graph.shapes[tensor][1:]]))
-
     kept = []
     for name in pool.layer_names:
-        step = next(s for s in graph.steps if s.name == name and s.kind in
-                    ("conv", "depthwise", "dense"))
-        source = step.inputs[0]
-        producer = graph.producer(source)
-        if step.kind in ("conv", "depthwise") and producer is not None and producer.kind == "pad":
-            source = producer.inputs[0]
-        shape = [int(d) for d in graph.shapes[source][1:]]
-        kept.append(4 * batch * int(np.prod(shape[:-1])))
+        source, _ = trainer.kept_input(trainer.parametric_step(name))
+        kept.append(4 * batch * int(np.prod(graph.shapes[source][1:-1])))
     needs = trainer.requires_grad
-    masks = sum(batch * elements(s.output) for s in graph.steps
+    masks = sum(batch * _elements(graph, s.output) for s in graph.steps
                 if s.kind == "relu" and s.output in needs)
-    head = next(s for s in graph.steps if s.name == trainer.classifier and s.kind in
-                ("conv", "depthwise", "dense"))
-    backward = _backward_working_elements(trainer) * 4 * batch
+    head = trainer.parametric_step(trainer.classifier)
     return {
         "batch_size": batch,
         "kernel_gradients": kernel_gradients,
         "kept_bytes_per_channel": kept,
         "num_channels": [int(c) for c in pool.num_channels],
         "relu_mask_bytes": int(masks),
-        "classifier_input_bytes": 4 * batch * elements(head.inputs[0]),
-        "backward_working_bytes": int(backward),
+        "classifier_input_bytes": 4 * batch * _elements(graph, head.inputs[0]),
+        "backward_working_bytes": int(_backward_working_elements(trainer) * 4 * batch),
         "weight_update_bytes": 3 * 4 * int(weight_elements),
     }
+
+
+def _elements(graph, tensor):
+    """Elements per sample of a tensor of the graph."""
+    return int(np.prod([int(d) for d in graph.shapes[tensor][1:]]))
 
 
 def _backward_working_elements(trainer):
     """Largest number of gradient elements (per sample) alive at one backward step."""
     graph = trainer.graph
     needs = trainer.requires_grad
-
-    def elements(tensor):
-        return int(np.prod([int(d) for d in graph.shapes[tensor][1:]]))
-
-    pending = {graph.logits_id: elements(graph.logits_id)}
+    pending = {graph.logits_id: _elements(graph, graph.logits_id)}
     largest = 0
     for step in reversed(graph.steps):
         if step.output not in needs or step.output not in pending:
@@ -175,6 +164,6 @@ def _backward_working_elements(trainer):
             extra = (height + kh) * (width + kw) * channels  # the tap grid
         for tensor in step.inputs:
             if tensor in needs and tensor not in pending:
-                pending[tensor] = elements(tensor)
+                pending[tensor] = _elements(graph, tensor)
         largest = max(largest, dy + extra + sum(pending.values()))
     return largest

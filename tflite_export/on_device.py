@@ -185,13 +185,10 @@ class OnDeviceTrainer:
         """`train`'s per-layer channel inputs for the current mask (or none)."""
         if not self._channel_inputs:
             return {}
-        selected = self._mask > 0.0  # what `train` and `resample` count as selected
-        lists = {}
-        for index, tensor in enumerate(self._channel_inputs):
-            start = int(self.pool.offsets[index])
-            count = int(self.pool.num_channels[index])
-            lists[tensor] = np.flatnonzero(selected[start:start + count]).astype(np.int32)
-        return lists
+        # Every channel with mask > 0 (what `train` and `resample` count as selected).
+        channels = self.pool.to_dict(np.flatnonzero(self._mask > 0.0))
+        return {tensor: channels[name].astype(np.int32)
+                for tensor, name in zip(self._channel_inputs, self.layer_names)}
 
     def _remember_mask(self, mask):
         if self._channel_inputs:

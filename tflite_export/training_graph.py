@@ -141,7 +141,8 @@ class TrainingGraph:
         for step in self.graph.steps:
             inputs = [values[t] for t in step.inputs]
             if record and self._trains_kernel(step):
-                kept, pads = self._unpadded_input(step, values)
+                source, pads = self.kept_input(step)
+                kept = values[source]
                 copied = False
                 if step.name in selection:
                     kept = layer_ops.select_channels(kept, selection[step.name])
@@ -166,21 +167,25 @@ class TrainingGraph:
                                                                   step.params["max_value"])
         return values, saved
 
-    def _unpadded_input(self, step, values):
-        """(tensor, pads) to keep for the kernel gradient of a trained step.
+    def kept_input(self, step):
+        """(tensor id, pads) of what a trained step keeps for its kernel gradient.
 
         An explicit `ZeroPadding2D` in front of a conv is folded into the
         conv's padding: the unpadded tensor is kept, smaller than the padded
-        one, which is freed after the conv.
+        one, which is freed after the conv. (`memory_model` counts the same.)
         """
         pads = step.params.get("pads")
         producer = self.graph.producer(step.inputs[0])
         if step.kind in ("conv", "depthwise") and producer is not None and producer.kind == "pad":
             (top, bottom), (left, right) = producer.params["pads"]
             (s_top, s_bottom), (s_left, s_right) = pads
-            return values[producer.inputs[0]], ((top + s_top, bottom + s_bottom),
-                                                 (left + s_left, right + s_right))
-        return values[step.inputs[0]], pads
+            return producer.inputs[0], ((top + s_top, bottom + s_bottom),
+                                        (left + s_left, right + s_right))
+        return step.inputs[0], pads
+
+    def parametric_step(self, name):
+        """The conv/depthwise/dense step of layer `name`."""
+        return next(s for s in self.graph.steps if s.name == name and s.kind in PARAMETRIC_KINDS)
 
     def logits(self, x, weights=None):
         """The logits for an input batch."""
