@@ -188,6 +188,8 @@ class ChannelResampler(keras.callbacks.Callback):
                 "The resampler's plan differs from the SubnetworkModel's plan (layers "
                 "or budget); build both from the same `kmd.plan(...)` result."
             )
+        if self.selector.needs_all_norms:
+            trainer.use_dense_kernel_gradients(reason=f"Strategy {self.strategy!r}")
 
     def on_train_begin(self, logs=None):
         self._check_trainer(self.model)

@@ -5,17 +5,28 @@ model: what it trains is in the original model afterwards. Each step:
 
 1. forward pass (BatchNormalization in inference mode unless
    `batchnorm="train"`);
-2. the tape is asked only for the kernels of the search-space layers and the
-   classifier's weights, so TensorFlow prunes the backward pass below the
-   earliest search-space layer;
-3. each search-space kernel gradient is multiplied by its input-channel mask,
+2. the tape is asked only for the search-space layers and the classifier's
+   weights, so TensorFlow prunes the backward pass below the earliest
+   search-space layer (with an empty selection: below the classifier);
+3. with selected kernel gradients (the default) a layer's kernel gradient is
+   computed for its selected input channels only, from those channels of its
+   input (gathered in the forward pass) and the gradient at its output
+   (`keras_medyate.kernel_gradients`); the other channels' gradient is zero
+   and their input is not kept for the backward pass. Layers that cannot
+   (a fused activation, grouped or dilated convolutions, layers inside a
+   nested model) and dense kernel gradients use TensorFlow's gradient of the
+   whole kernel;
+4. each search-space kernel gradient is multiplied by its input-channel mask,
    a non-trainable variable (a new selection is an `assign`, never a
    retrace);
-4. the optimizer applies the update, then the non-selected slices are put
+5. the optimizer applies the update, then the non-selected slices are put
    back from a copy taken before the step: they stay bit-identical under
    every optimizer (momentum, Adam, AdamW's decoupled weight decay, EMA…);
-5. the per-input-channel gradient norms are accumulated in variables that the
-   `ChannelResampler` reads at the next epoch.
+6. the per-input-channel gradient norms are accumulated in variables that the
+   `ChannelResampler` reads at the next epoch (with selected kernel
+   gradients, the norms of channels that did not train are 0: a resampler
+   whose strategy reads them, an oracle, switches the model to dense kernel
+   gradients).
 
 The model also holds, as non-trainable variables, the selection state that
 must survive a restart: the explored set, the epoch counter, and whatever
@@ -45,10 +56,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_medyate import channels as channels_lib
+from keras_medyate import kernel_gradients as kernel_gradients_lib
 from keras_medyate import planning
 from keras_medyate import ranking as ranking_lib
 
 BATCHNORM_MODES = ("frozen", "train")
+KERNEL_GRADIENTS = ("auto", "selected", "dense")
 NORM_STATISTICS = ("mean", "last")
 #: The selection state the resampler itself keeps (the explored set); a
 #: selector may not declare state under this name.
@@ -68,6 +81,12 @@ class SubnetworkModel(keras.Model):
             this changes `model`'s layers) or `"train"` (leave them as they
             are; their moving statistics then update on every step, but their
             gamma/beta are never trained).
+        kernel_gradients: `"selected"` (kernel gradients of the selected
+            channels only, where the layer allows it; the norms of the other
+            channels read 0), `"dense"` (every channel's gradient and norm)
+            or `"auto"` (default: selected, unless the attached
+            `ChannelResampler`'s strategy reads the norms of channels it did
+            not train, as the oracles do: then dense).
         name: str, the model name.
         selector_state: dict name → `(shape, dtype)` of selector state to
             hold from the start (what `store_selector_state` recorded; the
@@ -89,9 +108,13 @@ class SubnetworkModel(keras.Model):
     `explored` (fraction of the search space trained at least once).
     """
 
-    def __init__(self, model, plan, batchnorm="frozen", name=None, selector_state=None):
+    def __init__(self, model, plan, batchnorm="frozen", name=None, selector_state=None,
+                 kernel_gradients="auto"):
         if batchnorm not in BATCHNORM_MODES:
             raise ValueError(f"`batchnorm` must be one of {BATCHNORM_MODES}, got {batchnorm!r}.")
+        if kernel_gradients not in KERNEL_GRADIENTS:
+            raise ValueError(f"`kernel_gradients` must be one of {KERNEL_GRADIENTS}, "
+                             f"got {kernel_gradients!r}.")
         infos = plan.check_model(model, purpose="train")
         if batchnorm == "frozen":
             freeze_batchnorm(model)
@@ -99,6 +122,7 @@ class SubnetworkModel(keras.Model):
                          name=name or f"{model.name}_subnetwork")
         self.plan = plan
         self.batchnorm = batchnorm
+        self.kernel_gradients = kernel_gradients
         by_name = {info.name: info for info in infos}
         self._space = [by_name[name] for name in plan.layers]
         self._head = by_name[plan.classifier]
@@ -118,6 +142,7 @@ class SubnetworkModel(keras.Model):
         self._channels_selected = self._state_variable("channels_selected", ())
         self._explored = self._state_variable("explored", ())
         self._measure_function = None
+        self._taps = _selected_gradient_taps(model, self._space, kernel_gradients)
         self._head_only = False
         self._selector_state = {}
         self.store_selector_state(selector_state or {})
@@ -129,6 +154,7 @@ class SubnetworkModel(keras.Model):
             "model": keras.saving.serialize_keras_object(model),
             "plan": self.plan.to_config(),
             "batchnorm": self.batchnorm,
+            "kernel_gradients": self.kernel_gradients,
             "name": self.name,
             "selector_state": {name: {"shape": list(shape), "dtype": dtype}
                                for name, (shape, dtype) in self._selector_state.items()},
@@ -142,7 +168,8 @@ class SubnetworkModel(keras.Model):
         selector_state = {name: (tuple(spec["shape"]), spec["dtype"])
                           for name, spec in config.get("selector_state", {}).items()}
         return cls(model, plan, batchnorm=config["batchnorm"], name=config["name"],
-                   selector_state=selector_state)
+                   selector_state=selector_state,
+                   kernel_gradients=config.get("kernel_gradients", "auto"))
 
     def store_selector_state(self, spec):
         """Holds a non-trainable variable for every entry of a selector's state.
@@ -202,9 +229,13 @@ class SubnetworkModel(keras.Model):
         # With an empty selection only the head is watched: the step costs a
         # forward pass and the head's gradient.
         variables = self._head_weights() if self._head_only else self.trainable_weights
+        taps = None if self._head_only else self._taps
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in variables])
-            y_pred = self(x, training=True)
+            if taps is None:
+                y_pred = self(x, training=True)
+            else:
+                y_pred, layer_inputs, layer_outputs = taps(x)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
                                      sample_weight=sample_weight, training=True)
             scaled_loss = self.optimizer.scale_loss(loss)
@@ -212,12 +243,16 @@ class SubnetworkModel(keras.Model):
         for metric in self.metrics:
             if metric.name == "loss":
                 metric.update_state(loss, sample_weight=batch_size)
-        gradients = tape.gradient(scaled_loss, variables)
         if self._head_only:
             # No channel was differentiated: no norm step is counted, so
             # `channel_norms()` stays None and an oracle re-probes.
-            self.optimizer.apply(gradients, variables)
+            self.optimizer.apply(tape.gradient(scaled_loss, variables), variables)
             return self._step_logs(x, y, y_pred, sample_weight)
+        if taps is None:
+            gradients = tape.gradient(scaled_loss, variables)
+        else:
+            gradients = self._selected_gradients(tape, scaled_loss, variables,
+                                                 layer_inputs, layer_outputs)
         kernels = variables[: len(self._space)]
         measured = _global_gradients(gradients[: len(self._space)])
         masked, masks, previous = [], [], []
@@ -242,6 +277,58 @@ class SubnetworkModel(keras.Model):
         for kernel, mask, old in zip(kernels, masks, previous):
             kernel.assign(tf.where(mask > 0, kernel.value, old))
         return self._step_logs(x, y, y_pred, sample_weight)
+
+    def use_dense_kernel_gradients(self, reason):
+        """Switches an `"auto"` model to whole-kernel gradients (every channel's norm).
+
+        `ChannelResampler` calls it when its strategy reads the norms of
+        channels it did not train. At most one retrace.
+
+        Args:
+            reason: str, who needs it (for the error message).
+
+        Raises:
+            ValueError: the model was built with `kernel_gradients="selected"`.
+        """
+        if self.kernel_gradients == "selected":
+            raise ValueError(
+                f"{reason} reads the gradient norms of channels it does not train, but this "
+                "SubnetworkModel was built with kernel_gradients='selected' (the selected "
+                "channels' only). Build it with kernel_gradients='auto' or 'dense'."
+            )
+        if self._taps is not None:
+            self._taps = None
+            if getattr(self, "train_function", None) is not None:
+                self.make_train_function(force=True)
+
+    def _selected_gradients(self, tape, scaled_loss, variables, layer_inputs, layer_outputs):
+        """The step's gradients with selected-channel kernel gradients where tapped.
+
+        The tapped layers' kernels are watched (their outputs are then on the
+        tape) but their gradient is not asked for: TensorFlow prunes the
+        whole-kernel gradient it would compute.
+        """
+        tapped = self._taps.layer_names
+        asked = [v for info, v in zip(self._space, variables) if info.name not in tapped]
+        asked += variables[len(self._space):]
+        results = tape.gradient(scaled_loss, asked + list(layer_outputs))
+        others = iter(results[: len(asked)])
+        output_gradients = dict(zip(tapped, results[len(asked):]))
+        inputs = dict(zip(tapped, layer_inputs))
+        gradients = []
+        for info in self._space:
+            if info.name not in tapped:
+                gradients.append(next(others))
+                continue
+            if output_gradients[info.name] is None:
+                gradients.append(None)  # reported below, as for the dense path
+                continue
+            with tf.name_scope(f"selected_kernel_gradient/{info.name}"):
+                channels = kernel_gradients_lib.selected_channels(self.masks[info.name].value)
+                gradients.append(kernel_gradients_lib.selected_kernel_gradient(
+                    info.layer, kernel_gradients_lib.gather_channels(inputs[info.name], channels),
+                    output_gradients[info.name], channels))
+        return gradients + list(others)
 
     def _step_logs(self, x, y, y_pred, sample_weight):
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
@@ -357,6 +444,50 @@ class SubnetworkModel(keras.Model):
         if count == 0:
             raise ValueError("`probe_data` is empty; the oracle needs at least one batch.")
         return np.concatenate(totals) / count
+
+
+class _Taps:
+    """The wrapped model with the inputs and outputs of the tapped layers as outputs.
+
+    A plain object, not a Keras layer: the tap model shares every layer (and
+    variable) of the wrapper, which must not track (and save) them twice.
+    """
+
+    def __init__(self, model, layer_names, num_outputs):
+        self.model = model
+        self.layer_names = layer_names
+        self._num_outputs = num_outputs
+
+    def __call__(self, x):
+        """(y_pred, tapped layer inputs, tapped layer outputs) in training mode."""
+        values = self.model(x, training=True)
+        count, outputs = len(self.layer_names), self._num_outputs
+        y_pred = values[0] if outputs == 1 else list(values[:outputs])
+        return y_pred, values[outputs: outputs + count], values[outputs + count:]
+
+
+def _selected_gradient_taps(model, space, kernel_gradients):
+    """`_Taps` for the search-space layers whose kernel gradient can be selected.
+
+    None with dense kernel gradients or if no layer qualifies: the layer
+    must be one `kernel_gradients.supports` and be called once, in the wrapped
+    model's own graph (the inputs of a nested model's layers are not tensors
+    of that graph).
+    """
+    if kernel_gradients == "dense":
+        return None
+    own = {id(layer) for layer in model.layers}
+    tapped = [info for info in space
+              if id(info.layer) in own and len(info.layer._inbound_nodes) == 1
+              and kernel_gradients_lib.supports(info.layer)]
+    if not tapped:
+        return None
+    outputs = list(model.outputs)
+    tap_model = keras.Model(model.inputs,
+                            outputs + [info.layer.input for info in tapped]
+                            + [info.layer.output for info in tapped],
+                            name=f"{model.name}_taps")
+    return _Taps(tap_model, [info.name for info in tapped], len(outputs))
 
 
 def _global_gradients(gradients):

@@ -31,6 +31,7 @@ import pytest
 import tensorflow as tf
 
 from keras_medyate.models import (
+    BoundedReLU,
     from_tiny_training,
     load_tiny_training_checkpoint,
     mcunet_5fps,
@@ -242,7 +243,14 @@ def test_architecture_matches_checkpoint(name, checkpoints, models):
     for layer, (_, entry) in zip(conv_layers, entries, strict=True):
         p = entry["params"]
         assert layer.count_params() == p["weight"].size + p["bias"].size, layer.name
-        assert layer.use_bias and layer.padding == "valid"
+        assert layer.use_bias
+        # Symmetric k // 2 padding: "same" at stride 1, an explicit pad layer at stride 2.
+        padded = f"{layer.name}_pad" in {other.name for other in model.layers}
+        if tuple(layer.strides) == (1, 1):
+            assert layer.padding == "same" and not padded, layer.name
+        else:
+            assert layer.padding == "valid"
+            assert padded == (max(layer.kernel_size) > 1), layer.name
         assert tuple(layer.kernel_size) == tuple(entry["kernel_size"])
         assert tuple(layer.strides) == _pair(entry["stride"])
         assert isinstance(layer, keras.layers.DepthwiseConv2D) == (entry["groups"] > 1)
@@ -525,3 +533,58 @@ def test_feature_mix_and_other_structures_are_read_from_the_file(tmp_path, check
     feature_mix = next(r for r in records if r[0] == "feature_mix")
     got = apply_keras_op(model, "feature_mix", "conv", feature_mix[2])
     assert np.abs(np.clip(got, *feature_mix[4]) - feature_mix[3]).max() <= 0.51 * 0.02
+
+
+def _previous_builder_form(model):
+    """The network as the builder made it before issue 13: every padded conv behind an
+    explicit ZeroPadding2D (padding="valid") and Keras' own ReLU(max_value=...)."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, BoundedReLU):
+            return keras.layers.ReLU.from_config(config)
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)) \
+                and layer.padding == "same":
+            kh, kw = layer.kernel_size
+            conv = type(layer).from_config({**config, "padding": "valid"})
+            return keras.Sequential([keras.layers.ZeroPadding2D((kh // 2, kw // 2)), conv],
+                                    name=f"{layer.name}_padded")
+        return type(layer).from_config(config)
+
+    previous = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if layer.weights:
+            names = {l.name for l in previous.layers}
+            target = (previous.get_layer(layer.name) if layer.name in names
+                      else previous.get_layer(f"{layer.name}_padded").layers[-1])
+            target.set_weights(layer.get_weights())
+    return previous
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_same_numerics_as_the_explicit_padding_and_keras_relu_form(name, weights_dir):
+    model = from_tiny_training(str(pathlib.Path(weights_dir) / MODELS[name]), name=name,
+                               input_shape=(64, 64, 3), classes=10)
+    relus = [layer for layer in model.layers if isinstance(layer, keras.layers.ReLU)]
+    assert relus and all(isinstance(layer, BoundedReLU) for layer in relus)
+    assert any(layer.max_value != 6.0 for layer in relus)
+    pads = [layer.name for layer in model.layers if isinstance(layer, keras.layers.ZeroPadding2D)]
+    # Only stride-2 layers keep explicit padding.
+    assert pads and all(model.get_layer(p.removesuffix("_pad")).strides == (2, 2) for p in pads)
+    previous = _previous_builder_form(model)
+    x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype("float32"))
+    y = tf.constant([1, 3, 5, 7])
+
+    def kernel_gradients(net):
+        kernels = [layer.kernel for layer in net._flatten_layers() if hasattr(layer, "kernel")]
+        with tf.GradientTape() as tape:
+            logits = net(x, training=True)
+            loss = keras.losses.sparse_categorical_crossentropy(y, logits)
+        return logits.numpy(), [g.numpy() for g in tape.gradient(loss, kernels)]
+
+    outputs, gradients = kernel_gradients(model)
+    previous_outputs, previous_gradients = kernel_gradients(previous)
+    np.testing.assert_allclose(outputs, previous_outputs, atol=1e-5)
+    assert len(gradients) == len(previous_gradients)
+    for new, old in zip(gradients, previous_gradients):
+        np.testing.assert_allclose(new, old, atol=1e-5 * max(1.0, np.abs(old).max()))

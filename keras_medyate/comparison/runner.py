@@ -254,6 +254,7 @@ def run_one(config, train_ds, test_ds, info, probe_ds=None, verbose=0):
                            verbose=2 if verbose else 0)
     plan = build_plan(model, config.method, config.budget_units, config.ranking)
     strategy = METHODS[config.method][1]
+    needs_all_norms = kmd.strategies.get(strategy).needs_all_norms
     trainer = kmd.SubnetworkModel(model, plan)
     learning_rate = config.peak_learning_rate()
     epochs = 0 if config.method == "linear_probe" else config.epochs
@@ -266,7 +267,7 @@ def run_one(config, train_ds, test_ds, info, probe_ds=None, verbose=0):
     )
     resampler = kmd.ChannelResampler(
         plan, strategy=strategy, seed=config.seed,
-        probe_data=train_ds if kmd.strategies.get(strategy).needs_all_norms else None,
+        probe_data=train_ds if needs_all_norms else None,
         probe_steps=config.probe_steps)
     timer = EpochTimer()
     guard = divergence.DivergenceGuard(learning_rate=learning_rate)

@@ -4,7 +4,9 @@ The checkpoints are MIT HAN Lab's int8 ImageNet models released with tiny-traini
 (MIT license, ``LICENSE.tiny-training``; keep the notice when redistributing them).
 One module per step: ``presets`` (a preset name → a verified local file),
 ``checkpoint`` (the file → validated nested dicts), ``architecture`` (those dicts →
-a Keras model), and ``tiny_training`` (the entry points that compose them).
+a Keras model), and ``tiny_training`` (the entry points that compose them);
+``bounded_relu`` holds the one layer the models add to Keras' (`BoundedReLU`,
+registered for `.keras` files: import ``keras_medyate`` before loading one).
 
 Example:
     >>> from keras_medyate.models import mcunet_5fps, preprocess_input
@@ -13,6 +15,7 @@ Example:
     (None, 10)
 """
 
+from keras_medyate.models.bounded_relu import BoundedReLU
 from keras_medyate.models.checkpoint import load_tiny_training_checkpoint
 from keras_medyate.models.presets import PRESETS, resolve_weights, weights_cache_dir
 from keras_medyate.models.tiny_training import (
@@ -25,6 +28,7 @@ from keras_medyate.models.tiny_training import (
 
 __all__ = [
     "PRESETS",
+    "BoundedReLU",
     "from_tiny_training",
     "load_tiny_training_checkpoint",
     "mcunet_5fps",

@@ -10,14 +10,17 @@ it describes as a Keras 3 functional model and loads the dequantized
   (``(kh, kw, in, multiplier)`` for depthwise convolutions);
 * biases: ``b_float = b_int32 * x_scale * w_scales[out]`` (the int32 bias lives in
   the accumulator's scale; batch normalization is already folded into it);
-* padding: symmetric ``k // 2`` zeros on each side, as in PyTorch, built with an
-  explicit ``ZeroPadding2D`` followed by a ``padding="valid"`` convolution
-  (Keras' ``"same"`` pads asymmetrically on stride-2 layers);
+* padding: symmetric ``k // 2`` zeros on each side, as in PyTorch. A stride-1
+  layer (odd kernel) uses ``padding="same"``, which is exactly that and costs
+  no pad / slice pair; a stride-2 layer gets an explicit ``ZeroPadding2D``
+  (named ``<layer>_pad``) followed by a ``padding="valid"`` convolution
+  (Keras' ``"same"`` pads asymmetrically there);
 * activations: the checkpoints store no activation function (``act`` is
   ``None``); the clipping is encoded in each layer's *output* quantization
   range. A layer whose output zero point is the int8 minimum (-128) has the
   real range ``[0, 255 * y_scale]``: it is a clipped ReLU,
-  ``ReLU(max_value=255 * y_scale)``. That upper bound is exactly 6 (ReLU6) for
+  ``ReLU(max_value=255 * y_scale)``, built as a `BoundedReLU` (same values,
+  a one-mask gradient; see `keras_medyate.models.bounded_relu`). That upper bound is exactly 6 (ReLU6) for
   11 of the 28 ReLU layers of MCUNet-5fps (9 of 34 in MobileNetV2-w0.35) and
   between 2.07 and 6 for the others (quantization calibration tightened the
   original ReLU6 to the observed maximum). Layers with any other zero point are
@@ -40,6 +43,7 @@ import keras
 import numpy as np
 
 from keras_medyate.models import checkpoint
+from keras_medyate.models.bounded_relu import BoundedReLU
 
 #: How the ReLUs are clipped: at the stored output range, or at 6.
 CLIPS = ("quantized", "relu6")
@@ -131,17 +135,24 @@ def _conv_block(x, conv: dict, name: str, clip: str, weights: dict):
     kh, kw = checkpoint.as_pair(conv.get("kernel_size", 1), "", name)
     strides = checkpoint.stride_of(conv)
     kind = _kind(conv)
-    if kh > 1 or kw > 1:
+    # Stride 1 with an odd kernel: TensorFlow's SAME padding is the symmetric
+    # k // 2 (no pad / slice pair in the forward and backward pass). Other
+    # layers keep PyTorch's symmetric padding explicitly (SAME would pad
+    # asymmetrically for stride 2).
+    padding = "valid"
+    if strides == (1, 1) and kh % 2 == 1 and kw % 2 == 1:
+        padding = "same"
+    elif kh > 1 or kw > 1:
         x = keras.layers.ZeroPadding2D(padding=(kh // 2, kw // 2), name=f"{name}_pad")(x)
     cout = int(conv["out_channel"])
     if kind == "depthwise":
         layer = keras.layers.DepthwiseConv2D(
-            kernel_size=(kh, kw), strides=strides, padding="valid",
+            kernel_size=(kh, kw), strides=strides, padding=padding,
             depth_multiplier=cout // int(conv["in_channel"]), use_bias=True, name=name,
         )
     else:
         layer = keras.layers.Conv2D(
-            cout, kernel_size=(kh, kw), strides=strides, padding="valid",
+            cout, kernel_size=(kh, kw), strides=strides, padding=padding,
             groups=int(conv.get("groups", 1) or 1), use_bias=True, name=name,
         )
     x = layer(x)
@@ -149,8 +160,8 @@ def _conv_block(x, conv: dict, name: str, clip: str, weights: dict):
     weights[name] = [_keras_kernel(conv, weight), bias]
     bound = _activation_bound(conv, clip)
     if bound is not None:
-        x = keras.layers.ReLU(max_value=None if math.isinf(bound) else bound,
-                              name=f"{name}_relu")(x)
+        x = BoundedReLU(max_value=None if math.isinf(bound) else bound,
+                        name=f"{name}_relu")(x)
     return x
 
 

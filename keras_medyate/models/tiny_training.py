@@ -64,9 +64,10 @@ def from_tiny_training(
 
     Layer names (``i`` is the 0-based index of ``checkpoint["blocks"]``)::
 
-        first_conv_pad, first_conv, first_conv_relu,
+        first_conv_pad (stride 2 only), first_conv, first_conv_relu,
         block{i}_expand, block{i}_expand_relu,            # pointwise1 (if any)
-        block{i}_depthwise_pad, block{i}_depthwise, block{i}_depthwise_relu,
+        block{i}_depthwise_pad (stride 2 only), block{i}_depthwise,
+        block{i}_depthwise_relu,
         block{i}_project,                                 # pointwise2 (linear)
         block{i}_shortcut (only for a shortcut conv), block{i}_add,  # residual
         feature_mix, feature_mix_relu,                    # if present

@@ -1,0 +1,112 @@
+"""Kernel gradients of selected input channels only.
+
+A step that trains a few input channels of a layer needs the kernel gradient
+of those channels alone. TensorFlow's own gradient of a convolution computes
+every channel (`Conv2DBackpropFilter` over the whole input) and keeps the whole
+input alive for it. Here the input channels that train are gathered in the
+forward pass and the kernel gradient is computed from them and the gradient
+at the layer's output:
+
+* `Conv2D`: `Conv2DBackpropFilter(x[..., channels], dy)`;
+* `DepthwiseConv2D`: the same with `DepthwiseConv2dNativeBackpropFilter`, on
+  the output channels those input channels feed (`c · multiplier + m`);
+* `Dense`: `x[..., channels]ᵀ · dy` over every position.
+
+The result is scattered into a kernel-shaped gradient that is zero outside the
+channels; on those channels it is the dense gradient's slice (the same sums,
+up to float summation order). It applies to layers whose output is the affine
+map itself (no fused activation), channels-last, ungrouped and undilated for
+`Conv2D`; `supports` says which. The channels are a tensor (read from the
+mask variable in the step): a new selection needs no retrace.
+
+Example:
+
+>>> import keras, numpy as np, tensorflow as tf
+>>> from keras_medyate import kernel_gradients
+>>> layer = keras.layers.Conv2D(4, 3, padding="same")
+>>> x = tf.random.normal((2, 6, 6, 5)); layer.build(x.shape)
+>>> with tf.GradientTape() as tape:
+...     tape.watch(layer.kernel.value)
+...     y = layer(x)
+>>> dense = tape.gradient(y, layer.kernel.value)
+>>> channels = tf.constant([1, 3])
+>>> selected = kernel_gradients.selected_kernel_gradient(
+...     layer, kernel_gradients.gather_channels(x, channels), tf.ones_like(y), channels)
+>>> bool(np.allclose(selected.numpy()[:, :, [1, 3]], dense.numpy()[:, :, [1, 3]], atol=1e-5))
+True
+>>> float(abs(selected.numpy()[:, :, [0, 2, 4]]).max())
+0.0
+"""
+
+import keras
+import tensorflow as tf
+
+
+def supports(layer):
+    """True if `selected_kernel_gradient` computes this layer's kernel gradient.
+
+    The layer's output must be the affine map itself (the gradient at its
+    output is the gradient at the convolution's output), channels-last;
+    `Conv2D` must be ungrouped and undilated, `DepthwiseConv2D` undilated.
+    """
+    activation = getattr(layer, "activation", None)
+    if activation not in (None, keras.activations.linear):
+        return False
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return layer.data_format == "channels_last" and tuple(layer.dilation_rate) == (1, 1)
+    if type(layer) is keras.layers.Conv2D:
+        return (layer.data_format == "channels_last" and layer.groups == 1
+                and tuple(layer.dilation_rate) == (1, 1))
+    return type(layer) is keras.layers.Dense
+
+
+def selected_channels(mask):
+    """int32 indices of the channels whose mask is on; `[0]` if there is none.
+
+    Channel 0 stands in for an empty selection (a zero-channel convolution is
+    not computed by every kernel); its gradient is then removed by the mask.
+    """
+    channels = tf.cast(tf.where(mask > 0)[:, 0], tf.int32)
+    return tf.concat([channels, tf.zeros((1,), tf.int32)], axis=0)[: tf.maximum(tf.size(channels), 1)]
+
+
+def gather_channels(inputs, channels):
+    """The input channels that train (last axis), computed in the forward pass."""
+    return tf.gather(inputs, channels, axis=-1)
+
+
+def selected_kernel_gradient(layer, selected_inputs, output_gradient, channels):
+    """Kernel-shaped gradient, zero outside `channels`.
+
+    Args:
+        layer: a layer `supports` accepts.
+        selected_inputs: `gather_channels(layer input, channels)`.
+        output_gradient: the loss gradient at the layer's output.
+        channels: int32 indices of the input channels (kernel axis 2 for
+            convolutions, 0 for Dense).
+    """
+    kernel_shape = tuple(int(d) for d in layer.kernel.shape)
+    count = tf.size(channels)
+    if isinstance(layer, keras.layers.Dense):
+        units = kernel_shape[1]
+        inputs = tf.reshape(selected_inputs, (-1, count))
+        gradient = tf.matmul(inputs, tf.reshape(output_gradient, (-1, units)), transpose_a=True)
+        return tf.scatter_nd(channels[:, None], gradient, kernel_shape)
+    kh, kw, _, last = kernel_shape
+    strides = (1, *layer.strides, 1)
+    padding = layer.padding.upper()
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        multiplier = last
+        outputs = tf.reshape(channels[:, None] * multiplier + tf.range(multiplier)[None, :], (-1,))
+        gradient = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+            input=selected_inputs, filter_sizes=tf.stack([kh, kw, count, multiplier]),
+            out_backprop=tf.gather(output_gradient, outputs, axis=-1),
+            strides=strides, padding=padding)
+    else:
+        gradient = tf.raw_ops.Conv2DBackpropFilter(
+            input=selected_inputs, filter_sizes=tf.stack([kh, kw, count, last]),
+            out_backprop=output_gradient, strides=strides, padding=padding)
+    # Channels first for the scatter, then back to the kernel layout.
+    scattered = tf.scatter_nd(channels[:, None], tf.transpose(gradient, (2, 0, 1, 3)),
+                              (kernel_shape[2], kh, kw, last))
+    return tf.transpose(scattered, (1, 2, 0, 3))

@@ -1,0 +1,132 @@
+"""Selected-channel kernel gradients (`kernel_gradients`) and their use in `SubnetworkModel`."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_medyate as kmd
+from keras_medyate import kernel_gradients
+from tests.helpers import random_data, small_cnn
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _dense_and_selected(layer, input_shape, channels, seed=0):
+    """(TF's whole-kernel gradient, the selected one) of sum(y * w) for random w."""
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.normal(size=input_shape).astype("float32"))
+    layer.build(x.shape)
+    with tf.GradientTape() as tape:
+        tape.watch(layer.kernel.value)
+        y = layer(x)
+        weights = tf.constant(rng.normal(size=y.shape).astype("float32"))
+        loss = tf.reduce_sum(y * weights)
+    dense = tape.gradient(loss, layer.kernel.value).numpy()
+    channels = tf.constant(channels, tf.int32)
+    selected = kernel_gradients.selected_kernel_gradient(
+        layer, kernel_gradients.gather_channels(x, channels), weights, channels).numpy()
+    return dense, selected
+
+
+@pytest.mark.parametrize("layer, input_shape, channels", [
+    (lambda: keras.layers.Conv2D(5, 3, padding="same"), (2, 7, 7, 6), [0, 2, 5]),
+    (lambda: keras.layers.Conv2D(5, 3, strides=2, padding="valid"), (2, 9, 8, 6), [1, 4]),
+    (lambda: keras.layers.Conv2D(4, (1, 3), strides=(2, 1), padding="same", use_bias=False),
+     (3, 6, 5, 4), [3]),
+    (lambda: keras.layers.DepthwiseConv2D(3, padding="same"), (2, 6, 6, 5), [0, 3, 4]),
+    (lambda: keras.layers.DepthwiseConv2D(5, strides=2, depth_multiplier=2, padding="same"),
+     (2, 9, 9, 4), [1, 2]),
+    (lambda: keras.layers.Dense(3), (4, 6), [0, 5]),
+    (lambda: keras.layers.Dense(3), (2, 3, 3, 6), [2, 3, 4]),
+])
+def test_selected_gradient_is_the_dense_slice_and_zero_elsewhere(layer, input_shape, channels):
+    layer = layer()
+    dense, selected = _dense_and_selected(layer, input_shape, channels)
+    axis = 0 if isinstance(layer, keras.layers.Dense) else 2
+    others = np.setdiff1d(np.arange(dense.shape[axis]), channels)
+    np.testing.assert_allclose(np.take(selected, channels, axis), np.take(dense, channels, axis),
+                               rtol=1e-5, atol=1e-5)
+    assert not np.take(selected, others, axis).any()
+
+
+def test_an_empty_mask_selects_channel_zero_only():
+    assert kernel_gradients.selected_channels(tf.constant([0.0, 0.0, 0.0])).numpy().tolist() == [0]
+    assert kernel_gradients.selected_channels(tf.constant([0.0, 1.0, 1.0])).numpy().tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("layer, expected", [
+    (keras.layers.Conv2D(4, 3), True),
+    (keras.layers.Conv2D(4, 3, activation="relu"), False),
+    (keras.layers.Conv2D(4, 3, groups=2), False),
+    (keras.layers.Conv2D(4, 3, dilation_rate=2), False),
+    (keras.layers.DepthwiseConv2D(3), True),
+    (keras.layers.SeparableConv2D(4, 3), False),
+    (keras.layers.Dense(3), True),
+    (keras.layers.Dense(3, activation="softmax"), False),
+])
+def test_supports_only_what_it_computes(layer, expected):
+    assert kernel_gradients.supports(layer) is expected
+
+
+def _trained_two_epochs(kernel_gradients_mode, optimizer, builder=small_cnn, seed=3):
+    keras.utils.set_random_seed(seed)
+    model = builder()
+    plan = kmd.plan(model, budget=600)
+    trainer = kmd.SubnetworkModel(model, plan, kernel_gradients=kernel_gradients_mode)
+    trainer.compile(optimizer=optimizer(), loss=LOSS)
+    trainer.set_selection(np.arange(0, plan.pool.size, 3))
+    x, y = random_data(8)
+    trainer.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    return trainer
+
+
+@pytest.mark.parametrize("optimizer", [lambda: keras.optimizers.SGD(0.1, momentum=0.9),
+                                       lambda: keras.optimizers.Adam(0.01)])
+def test_selected_and_dense_kernel_gradients_train_the_same_weights(optimizer):
+    selected = _trained_two_epochs("selected", optimizer)
+    dense = _trained_two_epochs("dense", optimizer)
+    assert selected._taps is not None and dense._taps is None
+    for name, values in selected.kernel_values().items():
+        np.testing.assert_allclose(values, dense.kernel_values()[name], rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
+    mask = selected.plan.pool.flat_mask(selected.current_selection()) > 0
+    np.testing.assert_allclose(selected.channel_norms("last")[mask],
+                               dense.channel_norms("last")[mask], rtol=1e-4, atol=1e-6)
+    assert not selected.channel_norms("last")[~mask].any()
+
+
+def test_layers_the_selected_path_cannot_take_use_the_dense_gradient():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="fused")(inputs)
+    x = keras.layers.Conv2D(8, 1, name="plain")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    plan = kmd.plan(model, budget=400)  # both layers in the search space
+    trainer = kmd.SubnetworkModel(model, plan)
+    assert trainer._taps.layer_names == ["plain"]
+    before = {n: v.copy() for n, v in trainer.kernel_values().items()}
+    trainer.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
+    trainer.set_selection(np.arange(plan.pool.size))
+    trainer.fit(*random_data(8), epochs=1, verbose=0)
+    assert all(not np.array_equal(before[n], v) for n, v in trainer.kernel_values().items())
+
+
+def test_an_oracle_switches_an_auto_model_to_dense_kernel_gradients():
+    x, y = random_data(8)
+    for mode, expect_error in (("auto", False), ("selected", True)):
+        model = small_cnn()
+        plan = kmd.plan(model, budget=600)
+        trainer = kmd.SubnetworkModel(model, plan, kernel_gradients=mode)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
+        resampler = kmd.ChannelResampler(plan, strategy="det_rgn", probe_data=(x, y))
+        if expect_error:
+            with pytest.raises(ValueError, match="Strategy 'det_rgn' reads the gradient norms"):
+                trainer.fit(x, y, epochs=1, verbose=0, callbacks=[resampler])
+            continue
+        trainer.fit(x, y, epochs=2, verbose=0, callbacks=[resampler])
+        assert trainer._taps is None
+        # Every channel's norm is measured, trained or not.
+        assert (trainer.channel_norms("last") > 0).all()
+    with pytest.raises(ValueError, match="kernel_gradients"):
+        kmd.SubnetworkModel(model, plan, kernel_gradients="sparse")
