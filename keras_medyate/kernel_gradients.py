@@ -67,7 +67,8 @@ def selected_channels(mask):
     not computed by every kernel); its gradient is then removed by the mask.
     """
     channels = tf.cast(tf.where(mask > 0)[:, 0], tf.int32)
-    return tf.concat([channels, tf.zeros((1,), tf.int32)], axis=0)[: tf.maximum(tf.size(channels), 1)]
+    with_placeholder = tf.concat([channels, tf.zeros((1,), tf.int32)], axis=0)
+    return with_placeholder[: tf.maximum(tf.size(channels), 1)]
 
 
 def gather_channels(inputs, channels):

@@ -20,9 +20,9 @@ it describes as a Keras 3 functional model and loads the dequantized
   range. A layer whose output zero point is the int8 minimum (-128) has the
   real range ``[0, 255 * y_scale]``: it is a clipped ReLU,
   ``ReLU(max_value=255 * y_scale)``, built as a `BoundedReLU` (same values,
-  a one-mask gradient; see `keras_medyate.models.bounded_relu`). That upper bound is exactly 6 (ReLU6) for
-  11 of the 28 ReLU layers of MCUNet-5fps (9 of 34 in MobileNetV2-w0.35) and
-  between 2.07 and 6 for the others (quantization calibration tightened the
+  a one-mask gradient; see `keras_medyate.models.bounded_relu`). That upper
+  bound is exactly 6 (ReLU6) for 11 of the 28 ReLU layers of MCUNet-5fps (9
+  of 34 in MobileNetV2-w0.35) and between 2.07 and 6 for the others (quantization calibration tightened the
   original ReLU6 to the observed maximum). Layers with any other zero point are
   linear (the block projections and the classifier). Checked numerically: fed
   the int8 network's own inputs, every layer of the float model reproduces the
