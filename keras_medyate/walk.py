@@ -49,6 +49,10 @@ class LayerCall:
         trainable: bool, the layer and every model nested around it are
             trainable (the walked model's own flag is not read).
         nested: bool, the call of a nested model.
+        arguments: tuple, the call's positional arguments with every tensor
+            replaced by its key (lists and tuples of them alike); constants
+            as given, e.g. `(key, 3.0)` for the `x + 3.0` of a functional
+            graph (a `keras.ops` operation, not a layer).
     """
 
     name: str
@@ -57,6 +61,7 @@ class LayerCall:
     outputs: tuple
     trainable: bool
     nested: bool = False
+    arguments: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +128,15 @@ def _graph_of(model, name):
     return graph
 
 
+def _with_keys(argument, keys):
+    """A call argument with its tensors replaced by their keys."""
+    if isinstance(argument, (list, tuple)):
+        return tuple(_with_keys(a, keys) for a in argument)
+    if isinstance(argument, keras.KerasTensor):
+        return keys[id(argument)]
+    return argument
+
+
 def _walk(graph, prefix, trainable, scope, keys, state):
     """Appends the calls of `graph` (one scope: one call of a model); `keys`
     maps id(KerasTensor) → key, the graph's inputs already mapped. Returns the
@@ -142,7 +156,9 @@ def _walk(graph, prefix, trainable, scope, keys, state):
         within = trainable and getattr(operation, "trainable", True)
         if not isinstance(operation, keras.Model):
             outputs = tuple(state.key(t, scope) for t in node.output_tensors)
-            state.calls.append(LayerCall(name, operation, inputs, outputs, within))
+            arguments = tuple(_with_keys(a, keys) for a in node.arguments.args)
+            state.calls.append(LayerCall(name, operation, inputs, outputs, within,
+                                         arguments=arguments))
         else:
             inner = _graph_of(operation, repr(name))
             state.scopes += 1

@@ -13,6 +13,8 @@ MODULES = [
     "keras_medyate.ranking",
     "keras_medyate.planning",
     "keras_medyate.strategies.medyate",
+    "keras_medyate.kernel_gradients",
+    "keras_medyate.models.bounded_relu",
     "keras_medyate.subnetwork_model",
     "keras_medyate.resampler",
     "keras_medyate.files",

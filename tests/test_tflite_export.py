@@ -346,8 +346,10 @@ def test_unsupported_layers_and_options_are_named(tmp_path):
                                  keras.layers.Dense(2, name="head")])
 
     cases = [
-        (build(keras.layers.Conv2D(4, 3, name="c"), keras.layers.MaxPooling2D(name="pool")),
-         r"Layer 'pool' of class MaxPooling2D is not supported"),
+        (build(keras.layers.Conv2D(4, 3, name="c"), keras.layers.LayerNormalization(name="norm")),
+         r"Layer 'norm' of class LayerNormalization is not supported"),
+        (build(keras.layers.Conv2D(4, 3, name="c"), keras.layers.Lambda(lambda t: t, name="fn")),
+         r"Layer 'fn' of class Lambda is not supported"),
         (build(keras.layers.Conv2D(4, 3, name="c"), keras.layers.LeakyReLU(name="leaky")),
          r"'leaky' of class LeakyReLU"),
         (build(keras.layers.Conv2D(6, 3, groups=3, name="grouped")),

@@ -26,7 +26,7 @@ pytest.importorskip("ai_edge_litert", reason="needs the litert extra: pip instal
 
 from tests.helpers import assert_same_training, export, random_data, small_cnn  # noqa: E402
 from tflite_export import OnDeviceTrainer, layer_ops  # noqa: E402
-from tflite_export.graph import _same_pads  # noqa: E402
+from tflite_export.graph import window_pads  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,12 +42,6 @@ CASES = [  # (H, W), kernel, strides, padding
     ((6, 6), (1, 1), (1, 1), "valid"),
     ((7, 7), (7, 7), (1, 1), "valid"),
 ]
-
-
-def _pads(hw, kernel, strides, padding):
-    if padding == "valid":
-        return ((0, 0), (0, 0))
-    return (_same_pads(hw[0], kernel[0], strides[0]), _same_pads(hw[1], kernel[1], strides[1]))
 
 
 def autodiff(op, x_shape, kernel_shape, seed):
@@ -67,7 +61,7 @@ def test_conv_kernel_grad_equals_autodiff_on_selected_channels(hw, kernel, strid
     x, weights, expected = autodiff(
         lambda x, k: tf.nn.conv2d(x, k, [1, *strides, 1], padding.upper()),
         (2, *hw, 5), (*kernel, 5, 4), seed=0)
-    pads = _pads(hw, kernel, strides, padding)
+    pads = window_pads(padding, (None, *hw), kernel, strides)
     full = layer_ops.conv_kernel_grad(x, weights, kernel, strides, pads).numpy()
     np.testing.assert_allclose(full, expected, rtol=1e-5, atol=1e-5)
     chosen = tf.constant([3, 0, 4], tf.int32)
@@ -84,7 +78,7 @@ def test_depthwise_kernel_grad_equals_autodiff_on_selected_channels(hw, kernel, 
     x, weights, expected = autodiff(
         lambda x, k: tf.nn.depthwise_conv2d(x, k, [1, *strides, 1], padding.upper()),
         (2, *hw, 4), (*kernel, 4, multiplier), seed=1)
-    pads = _pads(hw, kernel, strides, padding)
+    pads = window_pads(padding, (None, *hw), kernel, strides)
     chosen = tf.constant([2, 1], tf.int32)
     picked = layer_ops.depthwise_kernel_grad(
         layer_ops.select_channels(x, chosen),

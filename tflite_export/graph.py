@@ -9,13 +9,18 @@ and describes each call as a `Step` with the parameters the builtin
 implementation needs.
 
 Supported layers: `InputLayer`, `Conv2D` (groups=1, dilation 1, "valid" or
-"same"), `DepthwiseConv2D` (dilation 1, any depth multiplier), `Dense`,
-`ZeroPadding2D`, `Add`, `ReLU` (no negative slope or threshold),
-`Activation("relu" | "relu6" | "linear" | "softmax")`, frozen
-`BatchNormalization` (channels last), `GlobalAveragePooling2D`, `Flatten`,
-`Reshape`, `Dropout` (identity: inference behaviour) and a final `Softmax`.
-Conv and Dense layers may carry `activation="relu" | "relu6" | "linear"` (and
-"softmax" on the classifier).
+"same"; also as a 1×1 classifier head), `DepthwiseConv2D` (dilation 1, any
+depth multiplier), `Dense`, `ZeroPadding2D`, `Add`, `Multiply` (two inputs,
+broadcasting: squeeze-and-excitation gating), `ReLU` (no negative slope or
+threshold), `Activation` (see `ACTIVATIONS`, and "softmax" last), frozen
+`BatchNormalization` (channels last), `Rescaling`, `Normalization`,
+`GlobalAveragePooling2D` (keepdims or not), `AveragePooling2D`,
+`MaxPooling2D`, `Flatten`, `Reshape`, `Dropout` (identity: inference
+behaviour) and a final `Softmax`; and the `keras.ops` arithmetic a
+functional graph records (`x + 3.0`, `x * (1 / 6)`: add, subtract,
+multiply, divide by a constant; add or multiply two tensors), as in
+`keras.applications.MobileNetV3`'s hard-sigmoid. Conv and Dense layers may
+carry any activation of `ACTIVATIONS` (and "softmax" on the classifier).
 
 Example:
 
@@ -36,8 +41,15 @@ import numpy as np
 
 from keras_medyate import walk as walk_lib
 
-STEP_KINDS = ("conv", "depthwise", "dense", "pad", "add", "relu", "affine",
-              "gap", "reshape", "identity")
+STEP_KINDS = ("conv", "depthwise", "dense", "pad", "add", "multiply", "relu", "activation",
+              "affine", "gap", "avg_pool", "max_pool", "reshape", "identity")
+
+#: Activations (Keras function names) the training graph differentiates:
+#: "relu"/"relu6" become `relu` steps, the others `activation` steps.
+ACTIVATIONS = ("linear", "relu", "relu6", "hard_sigmoid", "hard_silu", "sigmoid", "silu")
+
+#: `keras.ops` arithmetic on a tensor and a constant: operation class → affine form.
+_CONSTANT_ARITHMETIC = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide")
 
 
 class UnsupportedLayerError(ValueError):
@@ -103,9 +115,10 @@ class LayerGraph:
         return None
 
     def logits_layer(self):
-        """Name of the layer computing the logits (identity steps skipped)."""
+        """Name of the layer computing the logits (identity and reshape steps skipped:
+        a 1×1 Conv2D head followed by `Flatten` computes them)."""
         step = self.producer(self.logits_id)
-        while step is not None and step.kind == "identity":
+        while step is not None and step.kind in ("identity", "reshape"):
             step = self.producer(step.inputs[0])
         return None if step is None else step.name
 
@@ -222,10 +235,10 @@ class _Builder:
                 "outputs; only single-output layers are supported."
             )
         inputs = [self.tensor_id(key) for key in call.inputs]
-        self._emit(call.layer, call.name, inputs, call.outputs[0])
+        self._emit(call.layer, call.name, inputs, call.outputs[0], call.arguments)
 
-    def _emit(self, layer, name, inputs, output_key):
-        kind, params, activation = _describe(layer, name, inputs, self.shapes)
+    def _emit(self, layer, name, inputs, output_key, arguments=()):
+        kind, params, activation = _describe(layer, name, inputs, self.shapes, arguments)
         if activation in (None, "linear"):
             out = self.tensor_id(output_key)
             self.steps.append(Step(name, kind, tuple(inputs), out, layer, params))
@@ -237,8 +250,8 @@ class _Builder:
         if activation == "softmax":
             self.steps.append(Step(name, "softmax", (pre,), out, layer, {}))
         else:
-            self.steps.append(Step(name, "relu", (pre,), out, layer,
-                                   {"max_value": 6.0 if activation == "relu6" else None}))
+            kind, params = _activation_step(activation)
+            self.steps.append(Step(name, kind, (pre,), out, layer, params))
 
 
 def _activation_name(layer, name):
@@ -246,13 +259,20 @@ def _activation_name(layer, name):
     if activation is None:
         return None
     fn_name = getattr(activation, "__name__", str(activation))
-    if fn_name in ("linear", "relu", "relu6", "softmax"):
+    if fn_name in ACTIVATIONS or fn_name == "softmax":
         return fn_name
     raise UnsupportedLayerError(
         f"Layer {name!r} ({type(layer).__name__}) uses activation {fn_name!r}; the "
-        "on-device training graph supports 'linear', 'relu', 'relu6' (and 'softmax' on "
-        "the classifier). Use one of these or a separate ReLU layer."
+        f"on-device training graph supports {', '.join(repr(a) for a in ACTIVATIONS)} "
+        "(and 'softmax' on the classifier). Use one of these or a separate layer."
     )
+
+
+def _activation_step(activation):
+    """(kind, params) of the step computing a (non-linear) activation of `ACTIVATIONS`."""
+    if activation in ("relu", "relu6"):
+        return "relu", {"max_value": 6.0 if activation == "relu6" else None}
+    return "activation", {"function": activation}
 
 
 def _check_channels_last(layer, name):
@@ -289,13 +309,18 @@ def _conv_params(layer, name, input_shape):
         )
     kh, kw = (int(k) for k in layer.kernel_size)
     sh, sw = (int(s) for s in layer.strides)
-    height, width = int(input_shape[1]), int(input_shape[2])
-    if layer.padding == "same":
-        pads = (_same_pads(height, kh, sh), _same_pads(width, kw, sw))
-    else:
-        pads = ((0, 0), (0, 0))
     return {"kernel_size": (kh, kw), "strides": (sh, sw), "padding": layer.padding,
-            "pads": pads, "use_bias": bool(layer.use_bias)}
+            "pads": window_pads(layer.padding, input_shape, (kh, kw), (sh, sw)),
+            "use_bias": bool(layer.use_bias)}
+
+
+def window_pads(padding, input_shape, window, strides):
+    """((top, bottom), (left, right)) zeros a "valid" or "same" window op (conv,
+    pooling) pads its NHWC input with: TensorFlow's SAME split for "same"."""
+    if padding != "same":
+        return ((0, 0), (0, 0))
+    return tuple(_same_pads(int(size), int(k), int(s))
+                 for size, k, s in zip(input_shape[1:3], window, strides))
 
 
 def _same_pads(size, kernel, stride):
@@ -305,10 +330,12 @@ def _same_pads(size, kernel, stride):
     return (total // 2, total - total // 2)
 
 
-def _describe(layer, name, inputs, shapes):
-    """(kind, params, fused activation name) of one Keras layer."""
+def _describe(layer, name, inputs, shapes, arguments=()):
+    """(kind, params, fused activation name) of one Keras layer (or `keras.ops` operation)."""
     cls = type(layer).__name__
     in_shape = shapes[inputs[0]] if inputs else None
+    if type(layer).__module__.startswith("keras.src.ops."):
+        return _describe_operation(layer, name, inputs, shapes, arguments)
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         params = _conv_params(layer, name, in_shape)
         params["depth_multiplier"] = int(layer.depth_multiplier)
@@ -331,7 +358,9 @@ def _describe(layer, name, inputs, shapes):
         (top, bottom), (left, right) = layer.padding
         return "pad", {"pads": ((int(top), int(bottom)), (int(left), int(right)))}, None
     if isinstance(layer, keras.layers.Add):
-        return "add", {}, None
+        return _two_tensor_step("add", name, cls, inputs, shapes)
+    if isinstance(layer, keras.layers.Multiply):
+        return _two_tensor_step("multiply", name, cls, inputs, shapes)
     if isinstance(layer, keras.layers.ReLU):
         if float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
             raise UnsupportedLayerError(
@@ -347,7 +376,12 @@ def _describe(layer, name, inputs, shapes):
             return "identity", {}, None
         if activation == "softmax":
             return "softmax", {}, None
-        return "relu", {"max_value": 6.0 if activation == "relu6" else None}, None
+        kind, params = _activation_step(activation)
+        return kind, params, None
+    if isinstance(layer, keras.layers.Rescaling):
+        return "affine", {"scale": _constant(layer.scale), "shift": _constant(layer.offset)}, None
+    if isinstance(layer, keras.layers.Normalization):
+        return "affine", _normalization_params(layer, name), None
     if isinstance(layer, keras.layers.Softmax):
         axis = layer.axis if isinstance(layer.axis, int) else tuple(layer.axis)
         if axis not in (-1, len(in_shape) - 1, (-1,)):
@@ -361,6 +395,8 @@ def _describe(layer, name, inputs, shapes):
     if isinstance(layer, keras.layers.GlobalAveragePooling2D):
         _check_channels_last(layer, name)
         return "gap", {"keepdims": bool(layer.keepdims)}, None
+    if isinstance(layer, (keras.layers.AveragePooling2D, keras.layers.MaxPooling2D)):
+        return _pool_params(layer, name, in_shape)
     if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape)):
         if isinstance(layer, keras.layers.Flatten):
             _check_channels_last(layer, name)
@@ -369,10 +405,89 @@ def _describe(layer, name, inputs, shapes):
         return "identity", {}, None
     raise UnsupportedLayerError(
         f"Layer {name!r} of class {cls} is not supported by the builtin-only training "
-        "export. Supported: Conv2D, DepthwiseConv2D, Dense, ZeroPadding2D, Add, ReLU, "
-        "Activation(relu/relu6/linear/softmax), BatchNormalization (frozen), "
-        "GlobalAveragePooling2D, Flatten, Reshape, Dropout, Softmax (last)."
+        "export. Supported: Conv2D, DepthwiseConv2D, Dense, ZeroPadding2D, Add, Multiply, "
+        f"ReLU, Activation({'/'.join(ACTIVATIONS)}/softmax), BatchNormalization (frozen), "
+        "Rescaling, Normalization, GlobalAveragePooling2D, AveragePooling2D, MaxPooling2D, "
+        "Flatten, Reshape, Dropout, Softmax (last), and +, -, *, / by a constant."
     )
+
+
+def _constant(value):
+    """A layer's constant (scalar or per-channel) as float32 numpy."""
+    return np.asarray(keras.ops.convert_to_numpy(value), np.float32)
+
+
+def _two_tensor_step(kind, name, cls, inputs, shapes):
+    """`add` of tensors of one shape, or `multiply` of two, one possibly broadcast."""
+    if kind == "multiply" and len(inputs) != 2:
+        raise UnsupportedLayerError(
+            f"Layer {name!r} ({cls}) multiplies {len(inputs)} tensors; only two are "
+            "supported. Chain two-input Multiply layers instead.")
+    output = np.broadcast_shapes(*[tuple(1 if d is None else d for d in shapes[t])
+                                   for t in inputs])
+    for tensor in inputs:
+        shape = tuple(1 if d is None else d for d in shapes[tensor])
+        if kind == "add" and shape != output:
+            raise UnsupportedLayerError(
+                f"Layer {name!r} ({cls}) adds tensors of shapes "
+                f"{[shapes[t] for t in inputs]}; only equal shapes are supported.")
+        if len(shape) != len(output):
+            raise UnsupportedLayerError(
+                f"Layer {name!r} ({cls}) broadcasts tensors of different ranks "
+                f"{[shapes[t] for t in inputs]}; give them one rank (e.g. keepdims=True).")
+    return kind, {}, None
+
+
+def _describe_operation(layer, name, inputs, shapes, arguments):
+    """A `keras.ops` operation of a functional graph: arithmetic with a constant
+    (an `affine` step) or between two tensors (`add` / `multiply`)."""
+    cls = type(layer).__name__
+    if cls in ("Add", "Multiply") and len(inputs) == 2:
+        return _two_tensor_step(cls.lower(), name, cls, inputs, shapes)
+    constants = [a for a in arguments if not isinstance(a, tuple)]
+    if cls not in _CONSTANT_ARITHMETIC or len(inputs) != 1 or len(arguments) != 2 \
+            or len(constants) != 1:
+        raise UnsupportedLayerError(
+            f"Operation {name!r} ({cls}, a keras.ops call in the functional graph) is not "
+            "supported by the builtin-only training export. Supported: +, -, *, / of a "
+            "tensor and a constant, + and * of two tensors.")
+    value = np.asarray(constants[0], np.float32)
+    tensor_first = isinstance(arguments[0], tuple)
+    if cls == "Add":
+        return "affine", {"scale": None, "shift": value}, None
+    if cls == "Multiply":
+        return "affine", {"scale": value, "shift": None}, None
+    if cls == "Subtract":
+        if tensor_first:
+            return "affine", {"scale": None, "shift": -value}, None
+        return "affine", {"scale": np.float32(-1.0), "shift": value}, None
+    if not tensor_first:
+        raise UnsupportedLayerError(
+            f"Operation {name!r} divides a constant by a tensor; only a tensor divided by "
+            "a constant is supported.")
+    return "affine", {"scale": np.float32(1.0) / value, "shift": None}, None
+
+
+def _normalization_params(layer, name):
+    axis = tuple(layer.axis) if isinstance(layer.axis, (list, tuple)) else (layer.axis,)
+    if axis != (-1,):
+        raise UnsupportedLayerError(
+            f"Layer {name!r} (Normalization) normalizes over axis {layer.axis}; only the "
+            "last (channels) axis is supported.")
+    mean, variance = _constant(layer.mean), _constant(layer.variance)
+    std = np.maximum(np.sqrt(variance), np.float32(keras.backend.epsilon()))
+    if layer.invert:
+        return {"scale": std, "shift": mean}
+    return {"scale": np.float32(1.0) / std, "shift": -mean / std}
+
+
+def _pool_params(layer, name, in_shape):
+    _check_channels_last(layer, name)
+    kind = "max_pool" if isinstance(layer, keras.layers.MaxPooling2D) else "avg_pool"
+    ph, pw = (int(p) for p in layer.pool_size)
+    sh, sw = (int(s) for s in layer.strides)
+    return kind, {"pool_size": (ph, pw), "strides": (sh, sw), "padding": layer.padding,
+                  "pads": window_pads(layer.padding, in_shape, (ph, pw), (sh, sw))}, None
 
 
 def _batchnorm_params(layer, name, in_shape):

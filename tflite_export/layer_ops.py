@@ -19,6 +19,15 @@ written with ops that the converter lowers to LiteRT builtins
 - depthwise input gradient: depthwise conv of the zero-inserted, padded
   output gradient with the spatially flipped kernel;
 - ReLU / clipped ReLU: a boolean mask `0 < y < max` taken in the forward pass;
+- hard-sigmoid (`relu6(x + 3) / 6`), hard-swish, sigmoid, swish: the
+  derivative TensorFlow's own gradient computes, from what the forward pass
+  keeps (a mask, the input or the output: `activation_saved`);
+- multiply (squeeze-and-excitation gating): `dY · other`, summed over the
+  axes an input was broadcast along;
+- average pooling: the output gradient divided by each window's count of
+  real (unpadded) elements, spread back by a depthwise transposed conv with
+  a kernel of ones; max pooling: the output gradient routed, in each window,
+  to the first element (row-major) equal to the maximum, as TensorFlow does;
 - cross-entropy: `logsumexp(logits) - logits[y]`, gradient
   `(softmax(logits) - onehot(y)) / batch`.
 
@@ -34,6 +43,7 @@ Example:
 TensorShape([3, 3, 3, 4])
 """
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -337,6 +347,116 @@ def dense_input_grad(dz, kernel, input_shape):
 def bias_grad(dz):
     """dL/db: the output gradient summed over every axis but the last."""
     return tf.reduce_sum(tf.reshape(dz, [-1, int(dz.shape[-1])]), axis=0)
+
+
+# --- activations, multiply, pooling -------------------------------------------
+
+
+def hard_sigmoid(x):
+    """Keras' hard-sigmoid: `relu6(x + 3) / 6`."""
+    return tf.nn.relu6(x + tf.constant(3.0, x.dtype)) / tf.constant(6.0, x.dtype)
+
+
+def activation_forward(x, function):
+    """`function` of `graph.ACTIVATIONS` (not the ReLUs) as Keras computes it."""
+    if function == "hard_sigmoid":
+        return hard_sigmoid(x)
+    if function == "hard_silu":
+        return x * hard_sigmoid(x)
+    if function == "sigmoid":
+        return tf.sigmoid(x)
+    if function == "silu":
+        return x * tf.sigmoid(x)
+    raise ValueError(f"Unknown activation {function!r}.")
+
+
+def activation_saved(x, y, function):
+    """What the backward pass of an activation reads: the hard-sigmoid's mask
+    (bool), the sigmoid's output, the input of the others."""
+    if function == "hard_sigmoid":
+        return _hard_sigmoid_mask(x)
+    if function == "sigmoid":
+        return y
+    return x
+
+
+def _hard_sigmoid_mask(x):
+    shifted = x + tf.constant(3.0, x.dtype)
+    return tf.logical_and(tf.greater(shifted, 0.0), tf.less(shifted, 6.0))
+
+
+def activation_input_grad(dy, saved, function):
+    """dL/dX of an activation from `activation_saved`'s tensor."""
+    sixth = tf.constant(6.0, dy.dtype)
+    if function == "hard_sigmoid":
+        return tf.where(saved, dy / sixth, tf.zeros_like(dy))
+    if function == "hard_silu":
+        x = saved
+        through_gate = tf.where(_hard_sigmoid_mask(x), (dy * x) / sixth, tf.zeros_like(dy))
+        return dy * hard_sigmoid(x) + through_gate
+    if function == "sigmoid":
+        return dy * (saved * (1.0 - saved))
+    if function == "silu":
+        sigmoid = tf.sigmoid(saved)
+        return dy * (sigmoid * (1.0 + saved * (1.0 - sigmoid)))
+    raise ValueError(f"Unknown activation {function!r}.")
+
+
+def multiply_input_grad(dy, other, input_shape):
+    """dL/dA of `A * other` (A of `input_shape`, possibly broadcast)."""
+    product = dy * other
+    axes = [axis for axis, (size, full) in enumerate(zip(input_shape, product.shape))
+            if int(size) == 1 and int(full) != 1]
+    return tf.reduce_sum(product, axis=axes, keepdims=True) if axes else product
+
+
+def pool_forward(x, kind, pool_size, strides, padding):
+    """`AVERAGE_POOL_2D` / `MAX_POOL_2D` as Keras' pooling layers compute them."""
+    pool = tf.nn.max_pool2d if kind == "max_pool" else tf.nn.avg_pool2d
+    return pool(x, ksize=pool_size, strides=strides, padding=padding.upper())
+
+
+def avg_pool_input_grad(dy, input_shape, pool_size, strides, pads):
+    """dL/dX of an average pooling (SAME windows average their real elements only)."""
+    channels = int(input_shape[-1])
+    counts = []
+    for size, out, kernel, stride, (before, _) in zip(
+            input_shape[1:3], dy.shape[1:3], pool_size, strides, pads):
+        starts = np.arange(int(out)) * stride - before
+        counts.append(np.minimum(starts + kernel, int(size)) - np.maximum(starts, 0))
+    count = np.outer(counts[0], counts[1]).astype(np.float32)[None, :, :, None]
+    ones = tf.ones([*pool_size, channels, 1], dy.dtype)
+    return depthwise_input_grad(dy / tf.constant(count), ones, input_shape, strides, pads)
+
+
+def max_pool_input_grad(x, y, dy, pool_size, strides, pads):
+    """dL/dX of a max pooling: each window's gradient to its first maximum (row-major)."""
+    batch, height, width, channels = (int(d) for d in x.shape)
+    out_h, out_w = int(y.shape[1]), int(y.shape[2])
+    (top, bottom), (left, right) = pads
+    lowest = tf.constant(x.dtype.min, x.dtype)
+    padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=lowest)
+    (ph, pw), (sh, sw) = pool_size, strides
+    taken, routed = None, []
+    for i in range(ph):
+        for j in range(pw):
+            window = padded[:, i: i + sh * (out_h - 1) + 1: sh, j: j + sw * (out_w - 1) + 1: sw, :]
+            hit = tf.equal(window, y)
+            if taken is None:
+                taken = hit
+            else:
+                hit = tf.logical_and(hit, tf.logical_not(taken))
+                taken = tf.logical_or(taken, hit)
+            routed.append(tf.where(hit, dy, tf.zeros_like(dy)))
+    # Tap t of channel c is depthwise output channel c·T + t: one transposed
+    # depthwise conv with a one-hot kernel puts every tap's gradient back.
+    taps = ph * pw
+    stacked = tf.reshape(tf.stack(routed, axis=-1), [batch, out_h, out_w, channels * taps])
+    one_hot = np.zeros((ph, pw, channels, taps), np.float32)
+    for i in range(ph):
+        for j in range(pw):
+            one_hot[i, j, :, i * pw + j] = 1.0
+    return depthwise_input_grad(stacked, tf.constant(one_hot), x.shape, strides, pads)
 
 
 def gap_input_grad(dy, input_shape):

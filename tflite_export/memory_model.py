@@ -10,6 +10,10 @@ backward pass:
   input is kept; float32;
 - **ReLU masks**: one byte per element of every ReLU output between the
   earliest search-space layer and the logits (the backprop region);
+- **other saved activations**: what the other non-linear steps of the
+  backprop region keep (`TrainingGraph.saved_for_backward`): a hard-sigmoid's
+  mask (one byte per element), the input or output of the other activations,
+  the other operand of a multiply, a max pooling's input and output (float32);
 - **classifier input**: float32, the head's input;
 - **backward working set**: the largest set of gradient tensors alive at one
   backward step (output gradient, input gradient, pending residual
@@ -40,8 +44,8 @@ Example:
 import numpy as np
 
 #: The parts of the prediction, in the order they are reported.
-PARTS = ("selected_inputs_bytes", "relu_mask_bytes", "classifier_input_bytes",
-         "backward_working_bytes", "weight_update_bytes")
+PARTS = ("selected_inputs_bytes", "relu_mask_bytes", "saved_activations_bytes",
+         "classifier_input_bytes", "backward_working_bytes", "weight_update_bytes")
 
 
 def predict(model, mask):
@@ -104,7 +108,7 @@ def _parts(model, selected):
         kept = int(np.sum(_per_channel(model)))
     result = {"selected_inputs_bytes": kept}
     for part in PARTS[1:]:
-        result[part] = int(model[part])
+        result[part] = int(model.get(part, 0))  # files of the MCUNet-only exporter lack some
     result["total_bytes"] = int(sum(result[p] for p in PARTS))
     return result
 
@@ -129,16 +133,33 @@ def build(trainer, pool, batch_size, kernel_gradients, weight_elements):
     masks = sum(batch * _elements(graph, s.output) for s in graph.steps
                 if s.kind == "relu" and s.output in needs)
     head = trainer.parametric_step(trainer.classifier)
+    saved = sum(batch * _saved_bytes_per_sample(trainer, step) for step in graph.steps
+                if step.output in needs)
     return {
         "batch_size": batch,
         "kernel_gradients": kernel_gradients,
         "kept_bytes_per_channel": kept,
         "num_channels": [int(c) for c in pool.num_channels],
         "relu_mask_bytes": int(masks),
+        "saved_activations_bytes": int(saved),
         "classifier_input_bytes": 4 * batch * _elements(graph, head.inputs[0]),
         "backward_working_bytes": int(_backward_working_elements(trainer) * 4 * batch),
         "weight_update_bytes": 3 * 4 * int(weight_elements),
     }
+
+
+def _saved_bytes_per_sample(trainer, step):
+    """Bytes (per sample) of what `TrainingGraph.saved_for_backward` keeps for `step`."""
+    graph = trainer.graph
+    if step.kind == "activation":
+        per_element = 1 if step.params["function"] == "hard_sigmoid" else 4
+        return per_element * _elements(graph, step.output)
+    if step.kind == "multiply":
+        return sum(4 * _elements(graph, step.inputs[1 - i]) for i in range(2)
+                   if step.inputs[i] in trainer.requires_grad)
+    if step.kind == "max_pool":
+        return 4 * (_elements(graph, step.inputs[0]) + _elements(graph, step.output))
+    return 0
 
 
 def _elements(graph, tensor):

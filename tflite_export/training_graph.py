@@ -14,9 +14,11 @@ as `train` passes them), the forward pass copies only the selected channels
 of each search-space layer's input (`GATHER`, right where the input is
 produced) and the backward pass computes the kernel gradient of those
 channels only. What the backward pass reads from the forward pass is then:
-the selected input channels, the ReLU masks (bool) of the backprop region and
-the classifier's input; LiteRT's arena planner keeps exactly those alive and
-reuses the rest.
+the selected input channels, the ReLU masks (bool) of the backprop region,
+what the other non-linear steps there need (an activation's mask, input or
+output; the other operand of a multiply; a max pooling's input and output)
+and the classifier's input; LiteRT's arena planner keeps exactly those alive
+and reuses the rest.
 
 Example:
 
@@ -132,12 +134,14 @@ class TrainingGraph:
         Returns:
             (values dict tensor id → tensor, saved dict): `saved["masks"]`
             maps tensor id → bool mask, `saved["inputs"]` layer name → the
-            (selected channels of the) input of a trained layer.
+            (selected channels of the) input of a trained layer,
+            `saved["tensors"]` a step's output id → what its backward pass
+            reads (see `saved_for_backward`).
         """
         weights = self.weights.read() if weights is None else weights
         selection = selection or {}
         values = {self.graph.input_id: x}
-        saved = {"masks": {}, "inputs": {}, "pads": {}, "input_hw": {}}
+        saved = {"masks": {}, "inputs": {}, "pads": {}, "input_hw": {}, "tensors": {}}
         for step in self.graph.steps:
             inputs = [values[t] for t in step.inputs]
             if record and self._trains_kernel(step):
@@ -165,7 +169,27 @@ class TrainingGraph:
             if record and step.kind == "relu" and step.output in self.requires_grad:
                 saved["masks"][step.output] = layer_ops.relu_mask(values[step.output],
                                                                   step.params["max_value"])
+            elif record and step.output in self.requires_grad:
+                kept = self.saved_for_backward(step, inputs, values[step.output])
+                if kept:
+                    saved["tensors"][step.output] = kept
         return values, saved
+
+    def saved_for_backward(self, step, inputs, output):
+        """dict of what the backward pass of a non-parametric step reads (empty if
+        nothing): an activation's `saved`, a multiply's `other<i>` (the operand
+        the gradient of input i is multiplied by, kept only if input i needs a
+        gradient), a max pooling's `input` and `output`. `memory_model` counts
+        the same tensors."""
+        if step.kind == "activation":
+            return {"saved": layer_ops.activation_saved(inputs[0], output,
+                                                        step.params["function"])}
+        if step.kind == "multiply":
+            return {f"other{i}": inputs[1 - i] for i in range(2)
+                    if step.inputs[i] in self.requires_grad}
+        if step.kind == "max_pool":
+            return {"input": inputs[0], "output": output}
+        return {}
 
     def kept_input(self, step):
         """(tensor id, pads) of what a trained step keeps for its kernel gradient.
@@ -216,7 +240,18 @@ class TrainingGraph:
         if kind == "relu":
             return layer_ops.relu_forward(x, params["max_value"])
         if kind == "affine":
-            return x * tf.constant(params["scale"]) + tf.constant(params["shift"])
+            if params["scale"] is not None:
+                x = x * tf.constant(params["scale"])
+            if params["shift"] is not None:
+                x = x + tf.constant(params["shift"])
+            return x
+        if kind == "multiply":
+            return inputs[0] * inputs[1]
+        if kind == "activation":
+            return layer_ops.activation_forward(x, params["function"])
+        if kind in ("avg_pool", "max_pool"):
+            return layer_ops.pool_forward(x, kind, params["pool_size"], params["strides"],
+                                          params["padding"])
         if kind == "gap":
             return tf.reduce_mean(x, axis=[1, 2], keepdims=params["keepdims"])
         if kind == "reshape":
@@ -276,12 +311,28 @@ class TrainingGraph:
             if wants_input:
                 yield src, self._input_grad(step, dy, kernel, self._shape(src, batch))
             return
-        if not wants_input and kind != "add":
+        if not wants_input and kind not in ("add", "multiply"):
             return
+        kept = saved["tensors"].get(step.output, {})
         if kind == "relu":
             yield src, tf.where(saved["masks"][step.output], dy, tf.zeros_like(dy))
+        elif kind == "activation":
+            yield src, layer_ops.activation_input_grad(dy, kept["saved"], params["function"])
+        elif kind == "multiply":
+            for i, tensor in enumerate(step.inputs):
+                if tensor in self.requires_grad:
+                    yield tensor, layer_ops.multiply_input_grad(dy, kept[f"other{i}"],
+                                                                self._shape(tensor, batch))
+        elif kind == "avg_pool":
+            yield src, layer_ops.avg_pool_input_grad(dy, self._shape(src, batch),
+                                                     params["pool_size"], params["strides"],
+                                                     params["pads"])
+        elif kind == "max_pool":
+            yield src, layer_ops.max_pool_input_grad(kept["input"], kept["output"], dy,
+                                                     params["pool_size"], params["strides"],
+                                                     params["pads"])
         elif kind == "affine":
-            yield src, dy * tf.constant(params["scale"])
+            yield src, dy if params["scale"] is None else dy * tf.constant(params["scale"])
         elif kind == "pad":
             shape = self._shape(src, batch)
             yield src, layer_ops.crop_nhwc(dy, params["pads"], shape[1], shape[2])
