@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from keras_medyate.comparison import runner
 from tests.helpers import REPO
 
@@ -21,6 +23,27 @@ def run_cli(tmp_path, weights_dir, data_dir, *args):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
+def test_quick_preset_with_two_methods_writes_csv_summary_and_plots(tmp_path, weights_dir,
+                                                                    data_dir):
+    """The default run's end-to-end CLI check (every method: the slow test below)."""
+    result = run_cli(tmp_path, weights_dir, data_dir, "--quick", "--methods=linear_probe,medyate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "I0000" not in result.stderr and "cuInit" not in result.stderr, result.stderr[-2000:]
+    results = tmp_path / "results"
+    with open(results / "paper_comparison.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert set(REQUIRED) <= set(rows[0])
+    assert sorted(r["method"] for r in rows) == ["linear_probe", "medyate"]
+    summary = (results / "summary.md").read_text()
+    assert "| medyate | 15,936 |" in summary
+    assert (results / "accuracy_vs_budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A second call finds both runs in the CSV and skips them (resume).
+    again = run_cli(tmp_path, weights_dir, data_dir, "--quick", "--methods=linear_probe,medyate")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("in the CSV, skipped") == 2
+
+
+@pytest.mark.slow  # 90 s: every method once; the default run has the two-method check above
 def test_quick_preset_writes_csv_summary_and_plots(tmp_path, weights_dir, data_dir):
     result = run_cli(tmp_path, weights_dir, data_dir, "--quick")
     assert result.returncode == 0, result.stderr[-3000:]

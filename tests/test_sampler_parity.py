@@ -87,8 +87,9 @@ class CaptureHostState(keras.callbacks.Callback):
 @pytest.mark.parametrize("model_name, budget_fraction, epsilon", [
     ("small_cnn", 0.1, 1e-3), ("small_cnn", 0.3, 0.0), ("small_cnn", 0.6, 0.3),
     ("depthwise_residual", 0.15, 0.0), ("depthwise_residual", 0.4, 1e-3),
-    ("mobilenet_v2", 0.05, 0.0),
-    pytest.param("mobilenet_v2", 0.2, 1e-3, marks=pytest.mark.slow),  # 17 s: the default run's budget
+    # keras.applications MobileNetV2: 17–20 s each, beyond the default run's budget.
+    pytest.param("mobilenet_v2", 0.05, 0.0, marks=pytest.mark.slow),
+    pytest.param("mobilenet_v2", 0.2, 1e-3, marks=pytest.mark.slow),
 ])
 def test_host_and_device_select_the_same_channels_every_epoch(tmp_path, model_name,
                                                                budget_fraction, epsilon):
