@@ -88,6 +88,17 @@ def selected_kernel_gradient(layer, selected_inputs, output_gradient, channels):
     """
     kernel_shape = tuple(int(d) for d in layer.kernel.shape)
     count = tf.size(channels)
+    # Under a mixed-precision policy the tapped input may precede the layer's
+    # autocast: compute in the layer's dtype, return in the kernel's.
+    compute_dtype = layer.compute_dtype
+    selected_inputs = tf.cast(selected_inputs, compute_dtype)
+    output_gradient = tf.cast(output_gradient, compute_dtype)
+    return tf.cast(_selected_gradient(layer, selected_inputs, output_gradient, channels,
+                                      kernel_shape, count), layer.kernel.dtype)
+
+
+def _selected_gradient(layer, selected_inputs, output_gradient, channels, kernel_shape, count):
+    """`selected_kernel_gradient` in one dtype."""
     if isinstance(layer, keras.layers.Dense):
         units = kernel_shape[1]
         inputs = tf.reshape(selected_inputs, (-1, count))

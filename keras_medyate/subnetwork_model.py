@@ -14,8 +14,8 @@ model: what it trains is in the original model afterwards. Each step:
    (`keras_medyate.kernel_gradients`); the other channels' gradient is zero
    and their input is not kept for the backward pass. Layers that cannot
    (a fused activation, grouped or dilated convolutions, layers inside a
-   nested model) and dense kernel gradients use TensorFlow's gradient of the
-   whole kernel;
+   nested model), dense kernel gradients and an XLA-compiled step
+   (`jit_compile`) use TensorFlow's gradient of the whole kernel;
 4. each search-space kernel gradient is multiplied by its input-channel mask,
    a non-trainable variable (a new selection is an `assign`, never a
    retrace);
@@ -229,7 +229,9 @@ class SubnetworkModel(keras.Model):
         # With an empty selection only the head is watched: the step costs a
         # forward pass and the head's gradient.
         variables = self._head_weights() if self._head_only else self.trainable_weights
-        taps = None if self._head_only else self._taps
+        # Under XLA (`jit_compile`, Keras' default on a GPU) a kernel gradient of
+        # a run-time number of channels cannot be compiled: the dense path then.
+        taps = None if self._head_only or getattr(self, "jit_compile", False) else self._taps
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in variables])
             if taps is None:
@@ -324,10 +326,14 @@ class SubnetworkModel(keras.Model):
                 gradients.append(None)  # reported below, as for the dense path
                 continue
             with tf.name_scope(f"selected_kernel_gradient/{info.name}"):
-                channels = kernel_gradients_lib.selected_channels(self.masks[info.name].value)
-                gradients.append(kernel_gradients_lib.selected_kernel_gradient(
+                mask = self.masks[info.name]
+                channels = kernel_gradients_lib.selected_channels(mask.value)
+                gradient = kernel_gradients_lib.selected_kernel_gradient(
                     info.layer, kernel_gradients_lib.gather_channels(inputs[info.name], channels),
-                    output_gradients[info.name], channels))
+                    output_gradients[info.name], channels)
+                # The placeholder channel of an empty selection is no trained
+                # channel: its gradient (and norm) is zeroed here.
+                gradients.append(gradient * tf.cast(_broadcastable(mask, info), gradient.dtype))
         return gradients + list(others)
 
     def _step_logs(self, x, y, y_pred, sample_weight):

@@ -132,3 +132,56 @@ def test_an_oracle_switches_an_auto_model_to_dense_kernel_gradients():
         assert (trainer.channel_norms("last") > 0).all()
     with pytest.raises(ValueError, match="kernel_gradients"):
         kmd.SubnetworkModel(model, plan, kernel_gradients="sparse")
+
+
+def test_channels_of_layers_with_no_selection_read_a_zero_norm():
+    keras.utils.set_random_seed(0)
+    model = small_cnn()
+    plan = kmd.plan(model, budget=600)
+    trainer = kmd.SubnetworkModel(model, plan)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
+    last = plan.layers[-1]
+    offset = plan.pool.offsets[plan.layers.index(last)]
+    trainer.set_selection(offset + np.arange(plan.layer_info(last).num_channels))
+    trainer.fit(*random_data(8), batch_size=8, epochs=1, verbose=0)
+    norms = trainer.channel_norms("last")
+    # The other layers' placeholder channel 0 is differentiated, not trained: 0.
+    assert not norms[:offset].any() and norms[offset:].all()
+
+
+def test_an_xla_compiled_step_uses_dense_kernel_gradients():
+    keras.utils.set_random_seed(0)
+    x, y = random_data(8)
+    trained = {}
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(0)
+        model = small_cnn()
+        plan = kmd.plan(model, budget=600)
+        trainer = kmd.SubnetworkModel(model, plan)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS, jit_compile=jit_compile)
+        trainer.set_selection(np.arange(0, plan.pool.size, 2))
+        trainer.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        trained[jit_compile] = trainer.kernel_values()
+    for name, values in trained[False].items():
+        np.testing.assert_allclose(trained[True][name], values, rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_precision_trains_the_selected_channels_like_the_dense_path():
+    x, y = random_data(8)
+    trained = {}
+    try:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        for mode in ("selected", "dense"):
+            keras.utils.set_random_seed(0)
+            model = small_cnn()
+            plan = kmd.plan(model, budget=600)
+            trainer = kmd.SubnetworkModel(model, plan, kernel_gradients=mode)
+            trainer.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
+            trainer.set_selection(np.arange(0, plan.pool.size, 2))
+            trainer.fit(x, y, batch_size=8, epochs=1, verbose=0)
+            trained[mode] = trainer.kernel_values()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for name, values in trained["dense"].items():
+        assert trained["selected"][name].dtype == np.float32
+        np.testing.assert_allclose(trained["selected"][name], values, rtol=1e-2, atol=1e-3)

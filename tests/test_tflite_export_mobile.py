@@ -318,3 +318,17 @@ def test_the_mobilenetv3_guide_runs(tmp_path, monkeypatch):
     exec(compile(code, "tflite_export/README.md (guide)", "exec"), namespace)  # noqa: S102
     assert namespace["summary"].path == "mobilenetv3_medyate.tflite"
     assert os.path.getsize(tmp_path / "mobilenetv3_medyate.tflite") > 0
+
+
+def test_a_constant_that_would_enlarge_the_tensor_is_refused():
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(keepdims=True)(x) + np.ones((6, 6, 1), np.float32)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    with pytest.raises(graph.UnsupportedLayerError, match=r"constant of shape \(6, 6, 1\)"):
+        graph.build_graph(model)
+    # Per-channel and scalar constants broadcast to the tensor: accepted.
+    y = keras.layers.Conv2D(4, 3, padding="same", name="c2")(inputs) * np.ones(4, np.float32)
+    y = keras.layers.GlobalAveragePooling2D()(y - 1.0)
+    graph.build_graph(keras.Model(inputs, keras.layers.Dense(2, name="head2")(y)))

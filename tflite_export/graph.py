@@ -452,6 +452,12 @@ def _describe_operation(layer, name, inputs, shapes, arguments):
             "supported by the builtin-only training export. Supported: +, -, *, / of a "
             "tensor and a constant, + and * of two tensors.")
     value = np.asarray(constants[0], np.float32)
+    shape = tuple(1 if d is None else int(d) for d in shapes[inputs[0]])
+    if value.ndim > len(shape) or np.broadcast_shapes(shape, value.shape) != shape:
+        raise UnsupportedLayerError(
+            f"Operation {name!r} ({cls}) combines a tensor of shape {shapes[inputs[0]]} with a "
+            f"constant of shape {value.shape} that enlarges it; only constants that broadcast "
+            "to the tensor's shape (scalars, per-channel vectors) are supported.")
     tensor_first = isinstance(arguments[0], tuple)
     if cls == "Add":
         return "affine", {"scale": None, "shift": value}, None

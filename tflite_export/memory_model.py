@@ -154,9 +154,9 @@ def _saved_bytes_per_sample(trainer, step):
     if step.kind == "activation":
         per_element = 1 if step.params["function"] == "hard_sigmoid" else 4
         return per_element * _elements(graph, step.output)
-    if step.kind == "multiply":
-        return sum(4 * _elements(graph, step.inputs[1 - i]) for i in range(2)
-                   if step.inputs[i] in trainer.requires_grad)
+    if step.kind == "multiply":  # (x * x keeps x once)
+        kept = {step.inputs[1 - i] for i in range(2) if step.inputs[i] in trainer.requires_grad}
+        return sum(4 * _elements(graph, tensor) for tensor in kept)
     if step.kind == "max_pool":
         return 4 * (_elements(graph, step.inputs[0]) + _elements(graph, step.output))
     return 0
