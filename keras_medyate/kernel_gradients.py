@@ -29,9 +29,10 @@ Example:
 ...     tape.watch(layer.kernel.value)
 ...     y = layer(x)
 >>> dense = tape.gradient(y, layer.kernel.value)
->>> channels = tf.constant([1, 3])
+>>> mask = tf.constant([0.0, 1.0, 0.0, 1.0, 0.0])
+>>> channels = kernel_gradients.selected_channels(mask)
 >>> selected = kernel_gradients.selected_kernel_gradient(
-...     layer, kernel_gradients.gather_channels(x, channels), tf.ones_like(y), channels)
+...     layer, kernel_gradients.gather_channels(x, channels), tf.ones_like(y), channels, mask)
 >>> bool(np.allclose(selected.numpy()[:, :, [1, 3]], dense.numpy()[:, :, [1, 3]], atol=1e-5))
 True
 >>> float(abs(selected.numpy()[:, :, [0, 2, 4]]).max())
@@ -64,7 +65,8 @@ def selected_channels(mask):
     """int32 indices of the channels whose mask is on; `[0]` if there is none.
 
     Channel 0 stands in for an empty selection (a zero-channel convolution is
-    not computed by every kernel); its gradient is then removed by the mask.
+    not computed by every kernel); `selected_kernel_gradient` zeroes its
+    gradient (its mask is off).
     """
     channels = tf.cast(tf.where(mask > 0)[:, 0], tf.int32)
     with_placeholder = tf.concat([channels, tf.zeros((1,), tf.int32)], axis=0)
@@ -76,34 +78,45 @@ def gather_channels(inputs, channels):
     return tf.gather(inputs, channels, axis=-1)
 
 
-def selected_kernel_gradient(layer, selected_inputs, output_gradient, channels):
-    """Kernel-shaped gradient, zero outside `channels`.
+def selected_kernel_gradient(layer, selected_inputs, output_gradient, channels, mask):
+    """Kernel-shaped gradient, zero outside the channels whose mask is on.
 
     Args:
         layer: a layer `supports` accepts.
         selected_inputs: `gather_channels(layer input, channels)`.
         output_gradient: the loss gradient at the layer's output.
-        channels: int32 indices of the input channels (kernel axis 2 for
-            convolutions, 0 for Dense).
+        channels: `selected_channels(mask)`: int32 indices of the input
+            channels (kernel axis 2 for convolutions, 0 for Dense).
+        mask: float (C,) mask over the input channels; the placeholder
+            channel of an empty selection has it off, so its gradient is 0.
     """
     kernel_shape = tuple(int(d) for d in layer.kernel.shape)
-    count = tf.size(channels)
     # Under a mixed-precision policy the tapped input may precede the layer's
     # autocast: compute in the layer's dtype, return in the kernel's.
     compute_dtype = layer.compute_dtype
     selected_inputs = tf.cast(selected_inputs, compute_dtype)
     output_gradient = tf.cast(output_gradient, compute_dtype)
-    return tf.cast(_selected_gradient(layer, selected_inputs, output_gradient, channels,
-                                      kernel_shape, count), layer.kernel.dtype)
+    # Channels first (k, ...), scaled by their mask (0 for the placeholder), scattered.
+    gradient = _selected_gradient(layer, selected_inputs, output_gradient, channels,
+                                  kernel_shape)
+    trained = tf.cast(tf.gather(mask, channels), gradient.dtype)
+    gradient = gradient * tf.reshape(trained, [-1] + [1] * (len(gradient.shape) - 1))
+    conv = len(kernel_shape) == 4
+    num_channels = kernel_shape[2 if conv else 0]
+    scattered = tf.scatter_nd(channels[:, None], gradient,
+                              (num_channels, *(int(d) for d in gradient.shape[1:])))
+    if conv:  # back to the (kh, kw, C, C') layout
+        scattered = tf.transpose(scattered, (1, 2, 0, 3))
+    return tf.cast(scattered, layer.kernel.dtype)
 
 
-def _selected_gradient(layer, selected_inputs, output_gradient, channels, kernel_shape, count):
-    """`selected_kernel_gradient` in one dtype."""
+def _selected_gradient(layer, selected_inputs, output_gradient, channels, kernel_shape):
+    """The selected channels' gradient, channels first: (k, units) or (k, kh, kw, C')."""
+    count = tf.size(channels)
     if isinstance(layer, keras.layers.Dense):
         units = kernel_shape[1]
         inputs = tf.reshape(selected_inputs, (-1, count))
-        gradient = tf.matmul(inputs, tf.reshape(output_gradient, (-1, units)), transpose_a=True)
-        return tf.scatter_nd(channels[:, None], gradient, kernel_shape)
+        return tf.matmul(inputs, tf.reshape(output_gradient, (-1, units)), transpose_a=True)
     kh, kw, _, last = kernel_shape
     strides = (1, *layer.strides, 1)
     padding = layer.padding.upper()
@@ -118,7 +131,4 @@ def _selected_gradient(layer, selected_inputs, output_gradient, channels, kernel
         gradient = tf.raw_ops.Conv2DBackpropFilter(
             input=selected_inputs, filter_sizes=tf.stack([kh, kw, count, last]),
             out_backprop=output_gradient, strides=strides, padding=padding)
-    # Channels first for the scatter, then back to the kernel layout.
-    scattered = tf.scatter_nd(channels[:, None], tf.transpose(gradient, (2, 0, 1, 3)),
-                              (kernel_shape[2], kh, kw, last))
-    return tf.transpose(scattered, (1, 2, 0, 3))
+    return tf.transpose(gradient, (2, 0, 1, 3))

@@ -326,14 +326,11 @@ class SubnetworkModel(keras.Model):
                 gradients.append(None)  # reported below, as for the dense path
                 continue
             with tf.name_scope(f"selected_kernel_gradient/{info.name}"):
-                mask = self.masks[info.name]
-                channels = kernel_gradients_lib.selected_channels(mask.value)
-                gradient = kernel_gradients_lib.selected_kernel_gradient(
+                mask = self.masks[info.name].value
+                channels = kernel_gradients_lib.selected_channels(mask)
+                gradients.append(kernel_gradients_lib.selected_kernel_gradient(
                     info.layer, kernel_gradients_lib.gather_channels(inputs[info.name], channels),
-                    output_gradients[info.name], channels)
-                # The placeholder channel of an empty selection is no trained
-                # channel: its gradient (and norm) is zeroed here.
-                gradients.append(gradient * tf.cast(_broadcastable(mask, info), gradient.dtype))
+                    output_gradients[info.name], channels, mask))
         return gradients + list(others)
 
     def _step_logs(self, x, y, y_pred, sample_weight):

@@ -23,9 +23,12 @@ def _dense_and_selected(layer, input_shape, channels, seed=0):
         weights = tf.constant(rng.normal(size=y.shape).astype("float32"))
         loss = tf.reduce_sum(y * weights)
     dense = tape.gradient(loss, layer.kernel.value).numpy()
-    channels = tf.constant(channels, tf.int32)
+    mask = np.zeros(input_shape[-1], np.float32)
+    mask[channels] = 1.0
+    channels = kernel_gradients.selected_channels(tf.constant(mask))
     selected = kernel_gradients.selected_kernel_gradient(
-        layer, kernel_gradients.gather_channels(x, channels), weights, channels).numpy()
+        layer, kernel_gradients.gather_channels(x, channels), weights, channels,
+        tf.constant(mask)).numpy()
     return dense, selected
 
 

@@ -370,14 +370,18 @@ def activation_forward(x, function):
     raise ValueError(f"Unknown activation {function!r}.")
 
 
+#: What the backward pass of each activation reads: a mask of its input
+#: (bool), its input or its output (float).
+ACTIVATION_SAVES = {"hard_sigmoid": "input_mask", "hard_silu": "input", "sigmoid": "output",
+                    "silu": "input"}
+
+
 def activation_saved(x, y, function):
-    """What the backward pass of an activation reads: the hard-sigmoid's mask
-    (bool), the sigmoid's output, the input of the others."""
-    if function == "hard_sigmoid":
+    """The tensor `ACTIVATION_SAVES` names for `function` (x: input, y: output)."""
+    saves = ACTIVATION_SAVES[function]
+    if saves == "input_mask":
         return _hard_sigmoid_mask(x)
-    if function == "sigmoid":
-        return y
-    return x
+    return y if saves == "output" else x
 
 
 def _hard_sigmoid_mask(x):

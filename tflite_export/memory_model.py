@@ -150,16 +150,8 @@ def build(trainer, pool, batch_size, kernel_gradients, weight_elements):
 
 def _saved_bytes_per_sample(trainer, step):
     """Bytes (per sample) of what `TrainingGraph.saved_for_backward` keeps for `step`."""
-    graph = trainer.graph
-    if step.kind == "activation":
-        per_element = 1 if step.params["function"] == "hard_sigmoid" else 4
-        return per_element * _elements(graph, step.output)
-    if step.kind == "multiply":  # (x * x keeps x once)
-        kept = {step.inputs[1 - i] for i in range(2) if step.inputs[i] in trainer.requires_grad}
-        return sum(4 * _elements(graph, tensor) for tensor in kept)
-    if step.kind == "max_pool":
-        return 4 * (_elements(graph, step.inputs[0]) + _elements(graph, step.output))
-    return 0
+    kept = set(trainer.saved_for_backward(step).values())  # x * x keeps x once
+    return sum(itemsize * _elements(trainer.graph, tensor) for tensor, itemsize in kept)
 
 
 def _elements(graph, tensor):

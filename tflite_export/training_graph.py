@@ -170,25 +170,32 @@ class TrainingGraph:
                 saved["masks"][step.output] = layer_ops.relu_mask(values[step.output],
                                                                   step.params["max_value"])
             elif record and step.output in self.requires_grad:
-                kept = self.saved_for_backward(step, inputs, values[step.output])
+                kept = {name: values[tensor]
+                        for name, (tensor, _) in self.saved_for_backward(step).items()}
+                if step.kind == "activation":
+                    kept["saved"] = layer_ops.activation_saved(
+                        inputs[0], values[step.output], step.params["function"])
                 if kept:
                     saved["tensors"][step.output] = kept
         return values, saved
 
-    def saved_for_backward(self, step, inputs, output):
-        """dict of what the backward pass of a non-parametric step reads (empty if
-        nothing): an activation's `saved`, a multiply's `other<i>` (the operand
-        the gradient of input i is multiplied by, kept only if input i needs a
-        gradient), a max pooling's `input` and `output`. `memory_model` counts
-        the same tensors."""
+    def saved_for_backward(self, step):
+        """What the backward pass of a non-parametric step reads: dict name →
+        (tensor id, bytes per element); empty if nothing. An activation's
+        `saved` (`layer_ops.ACTIVATION_SAVES`: a bool mask of its input, its
+        input or its output), a multiply's `other<i>` (the operand the gradient
+        of input i is multiplied by, kept only if input i needs a gradient), a
+        max pooling's `input` and `output`. `forward` keeps these and
+        `memory_model` counts them (a tensor named twice, as in `x * x`, once)."""
         if step.kind == "activation":
-            return {"saved": layer_ops.activation_saved(inputs[0], output,
-                                                        step.params["function"])}
+            saves = layer_ops.ACTIVATION_SAVES[step.params["function"]]
+            tensor = step.output if saves == "output" else step.inputs[0]
+            return {"saved": (tensor, 1 if saves == "input_mask" else 4)}
         if step.kind == "multiply":
-            return {f"other{i}": inputs[1 - i] for i in range(2)
+            return {f"other{i}": (step.inputs[1 - i], 4) for i in range(2)
                     if step.inputs[i] in self.requires_grad}
         if step.kind == "max_pool":
-            return {"input": inputs[0], "output": output}
+            return {"input": (step.inputs[0], 4), "output": (step.output, 4)}
         return {}
 
     def kept_input(self, step):
