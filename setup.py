@@ -5,6 +5,7 @@ import os
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+URL = "https://github.com/keras-medyate/keras-medyate"
 VERSION = {}
 with open(os.path.join(HERE, "keras_medyate", "version.py"), encoding="utf-8") as f:
     exec(f.read(), VERSION)  # noqa: S102 - a one-line version file
@@ -48,10 +49,22 @@ setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     license="Apache-2.0",
+    # LICENSE (Apache-2.0), NOTICE, and the MIT notice of the shipped checkpoint.
+    license_files=["LICENSE", "NOTICE", "keras_medyate/assets/LICENSE.tiny-training"],
+    url=URL,
+    project_urls={
+        "Source": URL,
+        "Issues": URL + "/issues",
+        "Documentation": URL + "#readme",
+    },
     python_requires=">=3.10",
     packages=find_packages(include=["keras_medyate", "keras_medyate.*",
                                     "tflite_export", "tflite_export.*"]),
-    package_data={"keras_medyate": ["rankings/*.json", "rankings/README.md"],
+    # assets/: what the demo's default needs offline (the MCUNet checkpoint with its
+    # MIT notice, a 6,000-image CIFAR-10 subset; about 3 MB, see assets/README.md).
+    package_data={"keras_medyate": ["rankings/*.json", "rankings/README.md",
+                                    "assets/mcunet-5fps.pkl", "assets/cifar10_subset.tar.gz",
+                                    "assets/LICENSE.tiny-training", "assets/README.md"],
                   "tflite_export": ["README.md", "ANDROID.md"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"litert": LITERT, "notebooks": NOTEBOOKS, "test": TEST, "cluster": CLUSTER},

@@ -1,7 +1,9 @@
 r"""Training-step time and TensorFlow peak memory of every method, as ratios in one process.
 
 For MCUNet-in1 (the papers' checkpoint) at each resolution, one process builds:
-the forward pass (inference), full fine-tuning (every kernel, plain SGD), and a
+the forward pass (inference), full fine-tuning (every trainable variable: kernels,
+biases and the head, plain SGD; `runner.compile_full_finetuning`, the definition
+of the comparison's `full`), and a
 `SubnetworkModel` per method and budget with the selection its strategy makes
 for the first epoch (seed 0). Every step is a `tf.function` of the model's own
 `train_step` (no `jit_compile`), called on the same batch; the variants are
@@ -18,15 +20,22 @@ Run it on a quiet machine: nothing else on the cores.
 """
 
 import json
+import os
 import statistics
 import sys
 import time
 
 from keras_medyate import console
+from keras_medyate.comparison import settings
 
+# Before TensorFlow starts: its CPU allocator keeps the statistics the peaks read.
+for _name, _value in settings.ALLOCATOR_ENV.items():
+    os.environ.setdefault(_name, _value)
 console.quiet_tensorflow()
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from keras_medyate import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("resolutions", ["96", "128"], "Input sizes.")
@@ -59,8 +68,9 @@ def variants(resolution, batch_size):
     model = models.mcunet_5fps(classes=10, input_shape=shape)
     steps["forward (inference)"] = tf.function(lambda: model(x, training=False))
 
-    full = models.mcunet_5fps(classes=10, input_shape=shape)
-    full.compile(optimizer=keras.optimizers.SGD(0.005), loss=loss)
+    # Every trainable variable (kernels, biases, head), as the comparison's `full`.
+    full = runner.compile_full_finetuning(models.mcunet_5fps(classes=10, input_shape=shape),
+                                          keras.optimizers.SGD(0.005), loss=loss)
     full_step = tf.function(full.train_step)
     steps["full fine-tuning"] = lambda: full_step((x, y))
 
@@ -132,4 +142,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    sys.exit(cli.run(main, __doc__))

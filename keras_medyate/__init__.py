@@ -15,7 +15,8 @@ kmd.fit_classifier(model, train_ds)                        # head from a linear 
 ranking = kmd.rank_layers(model, proxy_ds, epochs=2)       # LaRa + RGN (or ranking="lara")
 plan = kmd.plan(model, budget="110KB", ranking=ranking)    # search space + budget
 trainer = kmd.SubnetworkModel(model, plan)                 # masked train_step
-trainer.compile(optimizer=keras.optimizers.SGD(0.05, clipnorm=1.0), loss=..., metrics=[...])
+trainer.compile(optimizer=kmd.recommended_optimizer(len(train_ds), epochs=50),  # the recipe
+                loss=..., metrics=[...])
 resampler = kmd.ChannelResampler(plan, strategy="medyate", seed=0)
 trainer.fit(train_ds, epochs=50, callbacks=[resampler])
 ```
@@ -28,14 +29,19 @@ every public submodule is an attribute (`kmd.models`, `kmd.data`,
 `kmd.comparison`, `kmd.strategies`, ...). `keras_medyate.demo` is a program:
 run it with `python -m keras_medyate.demo`.
 
-To load a saved `SubnetworkModel` with `keras.models.load_model`, touch
-`kmd.SubnetworkModel` (or import `keras_medyate.subnetwork_model`) first: its
-Keras registration runs when its module is imported.
+Saved models load after a plain `import keras_medyate`: the package's Keras
+classes (`kmd.models.BoundedReLU`, `kmd.SubnetworkModel`) are registered for
+`keras.saving.load_model` the moment Keras itself is imported (or at once, if
+it already is), so the import stays free of TensorFlow until Keras starts.
 """
 
 import difflib
 import importlib
+import importlib.abc
+import importlib.util
 import pkgutil
+import sys
+import warnings
 
 from keras_medyate.version import __version__
 
@@ -53,6 +59,7 @@ _EXPORTS = {
     "parse_budget": "memory",
     "plan": "planning",
     "rank_layers": "ranking",
+    "recommended_optimizer": "recipe",
 }
 
 #: Submodules that are programs (`python -m ...`), not attributes: importing
@@ -66,6 +73,85 @@ _SUBMODULES = frozenset(
 )
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+#: The classes registered for `.keras` files (`@keras.saving.register_keras_serializable(
+#: package="keras_medyate")`): registered name -> the module that defines it.
+_KERAS_REGISTERED = {
+    "keras_medyate>BoundedReLU": "keras_medyate.models.bounded_relu",
+    "keras_medyate>SubnetworkModel": "keras_medyate.subnetwork_model",
+}
+
+
+class _LazyRegisteredClass:
+    """Stands in Keras' custom-object registry for a class whose module is not
+    imported yet; `from_config` (all Keras' deserializer calls) imports it.
+    The module's own registration then replaces this stand-in."""
+
+    def __init__(self, registered_name, module):
+        self.registered_name = registered_name
+        self.module = module
+
+    def from_config(self, config):
+        name = self.registered_name.split(">", 1)[1]
+        return getattr(importlib.import_module(self.module), name).from_config(config)
+
+    def __repr__(self):
+        return f"<{self.registered_name}, imported from {self.module} on first use>"
+
+
+def _register_with_keras():
+    """Puts a stand-in for each class of `_KERAS_REGISTERED` in Keras' registry
+    (a class already registered stays). Imports nothing of this package."""
+    import keras
+
+    registry = keras.saving.get_custom_objects()
+    for registered_name, module in _KERAS_REGISTERED.items():
+        registry.setdefault(registered_name, _LazyRegisteredClass(registered_name, module))
+
+
+class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
+    """Runs `_register_with_keras` right after the `keras` package finishes importing.
+
+    It finds nothing itself: on the first look-up of `keras` it removes itself,
+    lets the other finders find Keras, and wraps that loader's `exec_module`.
+    """
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            try:
+                _register_with_keras()
+            except Exception as error:  # never break `import keras` itself
+                warnings.warn(
+                    f"keras_medyate could not register its Keras classes ({error}); import "
+                    "keras_medyate.models and keras_medyate.subnetwork_model before "
+                    "keras.saving.load_model.", RuntimeWarning, stacklevel=2)
+
+        loader.exec_module = exec_then_register
+        return spec
+
+
+def _install_keras_registration():
+    keras_module = sys.modules.get("keras")
+    if keras_module is None:
+        if not any(isinstance(f, _RegisterAfterKerasImport) for f in sys.meta_path):
+            sys.meta_path.insert(0, _RegisterAfterKerasImport())
+    elif hasattr(keras_module, "saving"):
+        _register_with_keras()
+
+
+_install_keras_registration()
 
 
 def __getattr__(name):

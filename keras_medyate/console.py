@@ -59,6 +59,9 @@ _PRE_INIT_BANNER = "WARNING: All log messages before absl::InitializeLog() is ca
 # An absl-formatted C++ log line: severity letter, MMDD, time, thread id, file:line]
 _ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\s\]]+:\d+\] ")
 _SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+# LiteRT's own minimal logging, e.g. "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+_LITERT_LINE = re.compile(r"^(INFO|WARNING|ERROR): ")
+_LITERT_SEVERITY = {"INFO": 0, "WARNING": 1, "ERROR": 2}
 
 
 def quiet_tensorflow(verbose=False):
@@ -130,6 +133,31 @@ def quiet_keras(verbose=False):
     warnings.filterwarnings("ignore", message=SHUFFLE_IGNORED_MESSAGE, category=UserWarning)
 
 
+@contextlib.contextmanager
+def quiet_native_logs(min_level=2):
+    """Within the block, drops TensorFlow's C++ log lines below `min_level` (2: INFO and WARNING).
+
+    For library calls that make TensorFlow's or LiteRT's C++ code chatty
+    whatever the program set up, such as the TFLite converter (about ten
+    ``Reading SavedModel from ...`` / ``Ignored output_format`` lines per
+    export) or LiteRT applying XNNPACK (``INFO: Created TensorFlow Lite
+    XNNPACK delegate for CPU.``). Errors and everything else written to
+    standard error are written back in order.
+
+    Args:
+        min_level: int, the lowest C++ severity kept (0 INFO, 1 WARNING, 2 ERROR).
+
+    Example:
+
+    >>> from keras_medyate import console
+    >>> with console.quiet_native_logs():
+    ...     pass
+    """
+    level = max(int(min_level), _min_log_level(os.environ.get(TF_LOG_LEVEL_ENV, "0")))
+    with _stderr_filtered(lambda line: _is_below_level(line, level)):
+        yield
+
+
 def _min_log_level(value):
     """TensorFlow's reading of TF_CPP_MIN_LOG_LEVEL: an integer, anything else is 0."""
     try:
@@ -139,11 +167,15 @@ def _min_log_level(value):
 
 
 def _is_below_level(line, min_level):
-    """True for a C++ log line (or the absl pre-init banner) that `min_level` hides."""
+    """True for a C++ log line (absl-formatted, the absl pre-init banner, or LiteRT's
+    minimal ``INFO: ...`` form) that `min_level` hides."""
     if line.startswith(_PRE_INIT_BANNER):
         return min_level > 0
     match = _ABSL_LINE.match(line)
-    return bool(match) and _SEVERITY[match.group(1)] < min_level
+    if match:
+        return _SEVERITY[match.group(1)] < min_level
+    match = _LITERT_LINE.match(line)
+    return bool(match) and _LITERT_SEVERITY[match.group(1)] < min_level
 
 
 @contextlib.contextmanager

@@ -243,13 +243,26 @@ def _io_shapes(layer, name):
     return input_shape, tuple(node.output_tensors[0].shape)
 
 
-def full_finetune_units(infos):
+def full_finetune_units(infos, biases=False):
     """Memory units to update every layer in `infos`.
 
     Over every layer but the classifier this is the papers' full fine-tuning
-    reference (1,309,808 units for MCUNet-in1 at 128 px).
+    reference (1,309,808 units for MCUNet-in1 at 128 px): kernels and the
+    input activations their derivatives read. With `biases=True`, every bias
+    element is added too (a bias derivative reads no stored activation): the
+    memory of training every variable of those layers, as full fine-tuning in
+    the comparison does.
     """
-    return int(sum(info.layer_units for info in infos))
+    units = sum(info.layer_units for info in infos)
+    if biases:
+        units += sum(bias_units(info) for info in infos)
+    return int(units)
+
+
+def bias_units(info):
+    """Elements of a layer's bias (0 without one)."""
+    bias = getattr(info.layer, "bias", None) if info.layer is not None else None
+    return int(np.prod(bias.shape)) if bias is not None else 0
 
 
 def model_fingerprint(infos):

@@ -19,6 +19,12 @@ map itself (no fused activation), channels-last, ungrouped and undilated for
 `Conv2D`; `supports` says which. The channels are a tensor (read from the
 mask variable in the step): a new selection needs no retrace.
 
+A kernel with a regularizer (`kernel_regularizer=`, or any `regularizer` on
+the kernel variable) also has the regularization loss's gradient, which does
+not flow through the layer's output: `regularizer_gradient` computes it from
+the kernel alone, and `SubnetworkModel` adds it on the selected channels, so
+the selected gradient equals the dense one there with regularizers too.
+
 Example:
 
 >>> import keras, numpy as np, tensorflow as tf
@@ -132,3 +138,30 @@ def _selected_gradient(layer, selected_inputs, output_gradient, channels, kernel
             input=selected_inputs, filter_sizes=tf.stack([kh, kw, count, last]),
             out_backprop=output_gradient, strides=strides, padding=padding)
     return tf.transpose(gradient, (2, 0, 1, 3))
+
+
+def regularizer_gradient(kernel, scale_loss):
+    """Gradient of the kernel's regularization loss, or None without a regularizer.
+
+    The loss a training step differentiates holds the regularizers' penalties
+    (`Model.compute_loss` adds `Model.losses`); the gradient at a layer's output
+    misses that term, so the selected-channel path adds this one.
+
+    Args:
+        kernel: the kernel variable (a Keras variable; its `regularizer`
+            attribute, set by `kernel_regularizer=`, is read).
+        scale_loss: the optimizer's `scale_loss`, applied to the penalty as the
+            step applies it to the whole loss (a loss-scale factor or a
+            `LossScaleOptimizer`'s dynamic scale).
+
+    Returns:
+        A tensor of the kernel's shape and dtype, or None if the kernel has no
+        regularizer.
+    """
+    regularizer = getattr(kernel, "regularizer", None)
+    if regularizer is None:
+        return None
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(kernel.value)
+        penalty = scale_loss(regularizer(kernel.value))
+    return tape.gradient(penalty, kernel.value)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from typing import Dict, Optional
 
 import keras
@@ -51,6 +52,11 @@ from keras_medyate import ranking as ranking_lib
 
 #: The L2 strengths tried by default (on standardised features, per example).
 DEFAULT_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+#: A feature whose standard deviation over the data is at most this is constant:
+#: it is not rescaled, and the head cannot learn from it.
+MIN_FEATURE_STD = 1e-6
+#: Share of constant features above which `fit_classifier` warns.
+DEGENERATE_SHARE = 0.9
 
 
 @dataclasses.dataclass
@@ -144,7 +150,8 @@ def fit_classifier(model, data, classifier=None, l2=DEFAULT_L2_GRID, validation_
     use_bias = head.layer.use_bias
     mean = features.mean(axis=0) if use_bias else np.zeros(features.shape[1])
     scale = features.std(axis=0)
-    scale = np.where(scale > 1e-6, scale, 1.0)
+    _warn_if_degenerate(scale, head.name, len(labels))
+    scale = np.where(scale > MIN_FEATURE_STD, scale, 1.0)
     standardised = (features - mean) / scale
 
     start = time.perf_counter()
@@ -178,6 +185,22 @@ def fit_classifier(model, data, classifier=None, l2=DEFAULT_L2_GRID, validation_
     if verbose:
         print(report.summary(), flush=True)
     return report
+
+
+def _warn_if_degenerate(std, head_name, num_examples):
+    """Warns when the head's inputs hardly vary: nothing can be learnt from them."""
+    constant = std <= MIN_FEATURE_STD
+    if num_examples < 2 or constant.mean() < DEGENERATE_SHARE:
+        return
+    warnings.warn(
+        f"{int(constant.sum())} of the {len(std)} features feeding {head_name!r} are constant "
+        f"over the {num_examples} examples (largest standard deviation {std.max():.1e}): the "
+        "backbone's output does not depend on its input, so neither this head nor fine-tuning "
+        "can learn (expect chance accuracy). Typical cause: a backbone with random weights "
+        "whose BatchNorm layers are frozen (inference mode); load pretrained weights (e.g. "
+        "`kmd.models.mcunet_5fps()`, `keras.applications.MobileNetV3Small(weights=\"imagenet\")`), "
+        "and check that the images are preprocessed as the backbone expects.",
+        UserWarning, stacklevel=3)
 
 
 @dataclasses.dataclass

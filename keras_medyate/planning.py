@@ -200,9 +200,11 @@ def plan(model, budget, ranking=None, metric=None, k=None, k_rule="alpha",
             shipped with keras-medyate for this architecture.
         metric: `"lara"` or `"rgn"`; defaults to `"lara"` for the alpha rule
             and `"rgn"` for the cumulative rule.
-        k: int, force the number of top layers (overrides `k_rule`).
+        k: int, force the number of top layers (overrides `k_rule`); needs
+            a `ranking`.
         k_rule: `"alpha"` (MeDyate: smallest K whose layers need at least
-            budget/alpha units) or `"cumulative"` (TraDy: 97 % of the score).
+            budget/alpha units) or `"cumulative"` (TraDy: 97 % of the score);
+            checked even without a ranking, where it has no effect.
         alpha: float, MeDyate's alpha_opt. Defaults to 0.2.
         fraction: float, TraDy's cumulative fraction. Defaults to 0.97.
         layers: list of layer names, an explicit search space (no ranking).
@@ -213,10 +215,11 @@ def plan(model, budget, ranking=None, metric=None, k=None, k_rule="alpha",
         A `Plan`.
 
     Raises:
-        ValueError: bad budget, model, ranking, rule or layer names. A budget
-            that covers the whole search space only warns: every channel is
-            then trained.
+        ValueError: bad budget, model, ranking, rule or layer names, or `k`
+            without a ranking. A budget that covers the whole search space
+            only warns: every channel is then trained.
     """
+    _check_plan_arguments(ranking, k, k_rule)
     budget_units = memory.parse_budget(budget, bytes_per_element)
     infos = inventory_lib.inventory(model)
     head = inventory_lib.find_classifier(infos, classifier)
@@ -251,8 +254,6 @@ def plan(model, budget, ranking=None, metric=None, k=None, k_rule="alpha",
         backbone_fingerprint = inventory_lib.model_fingerprint(candidates)
         ranking = resolve_ranking(ranking, backbone_fingerprint)
         ranking.check_compatible(backbone_fingerprint, candidate_names)
-        if k_rule not in K_RULES:
-            raise ValueError(f"`k_rule` must be one of {K_RULES}, got {k_rule!r}.")
         ranking_metric = metric or ("lara" if k_rule == "alpha" else "rgn")
         order = [name for name in ranking.order(ranking_metric) if name in units]
         if k is not None:
@@ -283,6 +284,23 @@ def plan(model, budget, ranking=None, metric=None, k=None, k_rule="alpha",
     )
     _check_budget(result)
     return result
+
+
+def _check_plan_arguments(ranking, k, k_rule):
+    """Raises for a `k_rule` that is not a rule, or a `k` that cannot apply."""
+    if k_rule not in K_RULES:
+        raise ValueError(f"`k_rule` must be one of {K_RULES}, got {k_rule!r}.")
+    if k is None:
+        return
+    if ranking is None:
+        raise ValueError(
+            f"`k={k!r}` keeps the top-k layers of a ranking, but no `ranking` was given, so "
+            "the search space is every layer and `k` would be ignored. Pass `ranking=` "
+            "(`kmd.rank_layers(model, proxy_ds)`, a saved ranking, or 'lara'/'rgn'), or "
+            "`layers=[...]` for an explicit search space, and drop `k`."
+        )
+    if not strategies_base.is_integer(k):
+        raise ValueError(f"`k` must be an integer number of layers, got {k!r}.")
 
 
 def _check_budget(result):

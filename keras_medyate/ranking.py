@@ -44,6 +44,8 @@ from keras_medyate import inventory as inventory_lib
 ALPHA_OPT = 0.2
 METRICS = ("lara", "rgn")
 FORMAT_VERSION = 1
+#: `rank_layers`' SGD learning rate (see its docstring).
+DEFAULT_LEARNING_RATE = 1e-3
 
 
 class LayerRanking:
@@ -169,8 +171,9 @@ def k_by_cumulative(ordered_scores, fraction=0.97):
     return int(np.searchsorted(cumulative, fraction - 1e-12) + 1)
 
 
-def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=1e-3,
-                loss=None, classifier=None, batch_size=32, verbose=0, metadata=None):
+def rank_layers(model, dataset, epochs=2, steps_per_epoch=None,
+                learning_rate=DEFAULT_LEARNING_RATE, loss=None, classifier=None, batch_size=32,
+                verbose=0, metadata=None):
     """Ranks the layers of `model` by LaRa and RGN on a proxy dataset.
 
     Runs `epochs` of plain-SGD fine-tuning of every kernel (BatchNorm and
@@ -184,7 +187,8 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=1e
             class ids that the model's head can predict.
         epochs: int, number of passes. Defaults to 2.
         steps_per_epoch: int or None (a full pass).
-        learning_rate: float, SGD learning rate of the proxy run. Defaults to
+        learning_rate: float >= 0, SGD learning rate of the proxy run (0
+            scores the given weights without moving them). Defaults to
             1e-3: the tiny-training checkpoints (BatchNorm folded into the
             convs) have weight gradients far larger than their weights in
             the first layers, and full fine-tuning diverges above ~3e-3.
@@ -199,6 +203,11 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=1e
 
     Returns:
         A `LayerRanking`.
+
+    Raises:
+        ValueError: a model without layers to rank, `epochs` < 1, a
+            `learning_rate` that is not a finite number >= 0, an empty
+            dataset, or a proxy run that diverged.
     """
     infos = inventory_lib.inventory(model)
     head = inventory_lib.find_classifier(infos, classifier)
@@ -210,6 +219,14 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None, learning_rate=1e
         )
     if epochs < 1:
         raise ValueError(f"`epochs` must be at least 1, got {epochs!r}.")
+    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.number))
+            or not np.isfinite(learning_rate) or learning_rate < 0):
+        raise ValueError(
+            f"`learning_rate` must be a finite number >= 0 (the proxy run's SGD step; 0 "
+            f"scores the current weights without moving them), got {learning_rate!r}. The "
+            f"default, {DEFAULT_LEARNING_RATE:g}, suits the tiny-training checkpoints; lower "
+            "it if the proxy run diverges."
+        )
     dataset = as_dataset(dataset, batch_size)
     loss_fn = loss or default_loss(model)
     kernels = [info.kernel for info in ranked]

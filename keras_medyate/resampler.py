@@ -77,7 +77,7 @@ class ChannelResampler(keras.callbacks.Callback):
             `det_rgn`, `det_raw`, `prob_raw`, `full`, `classifier`, or your
             own subclass (the state its `initial_state()` declares is kept
             in the model like MeDyate's).
-        seed: int, seed of the random draws. Defaults to 0.
+        seed: int >= 0, seed of the random draws. Defaults to 0.
         fill: `"stop"` (end the budget fill at the first channel that does
             not fit, as in the authors' code; default) or `"skip"` (skip it
             and keep filling with cheaper channels).
@@ -89,14 +89,23 @@ class ChannelResampler(keras.callbacks.Callback):
         criteria: `sparse_update` channel criterion, `"magnitude+"` default.
         probe_data: dataset of (x, y) batches for the oracles' full-gradient
             measurement before the first epoch.
-        probe_steps: int or None, batches of `probe_data` to use.
+        probe_steps: int >= 1 or None (every batch), batches of `probe_data`
+            to use.
         log_dir: str or None, a TensorBoard log directory for per-epoch
             scalars (budget used, channels selected, explored, per layer).
         verbose: int, 1 prints one line per epoch.
 
     Attributes:
         history: dict, epoch → `EpochSelection`.
+
+    Raises:
+        ValueError: a bad argument (unknown strategy or fill, a seed that is
+            not a non-negative integer, `probe_steps` below 1, an oracle
+            without `probe_data`…).
     """
+
+    #: Tells `SubnetworkModel.fit` that this callback writes the selection every epoch.
+    writes_selection = True
 
     def __init__(self, plan, strategy="medyate", seed=0, fill="stop",
                  norm_statistic="mean", epsilon=1e-3, scheme=None,
@@ -123,14 +132,14 @@ class ChannelResampler(keras.callbacks.Callback):
             )
         self.plan = plan
         self.strategy = self.selector_class.name
-        self.seed = int(seed)
+        self.seed = _check_seed(seed)
         self.fill = fill
         self.norm_statistic = norm_statistic
         self.epsilon = float(epsilon)
         self.scheme = scheme
         self.criteria = criteria
         self.probe_data = probe_data
-        self.probe_steps = probe_steps
+        self.probe_steps = _check_probe_steps(probe_steps)
         if log_dir is not None:
             try:
                 import tensorboard  # noqa: F401, PLC0415
@@ -222,7 +231,8 @@ class ChannelResampler(keras.callbacks.Callback):
         seen[selected] = 1.0
         trainer.selection_state[subnetwork_lib.SEEN].assign(seen)
         self._save_state(trainer)
-        trainer.set_selection(selected)
+        # The selector keeps to its budget (or, for full fine-tuning, ignores it by design).
+        trainer.set_selection(selected, allow_over_budget=True)
         trainer.reset_norms()
         trainer.epochs_selected.assign(step + 1)
         cost = pool.cost_of(selected)
@@ -271,3 +281,25 @@ class ChannelResampler(keras.callbacks.Callback):
             for name, channels in record.channels.items():
                 tf.summary.scalar(f"medyate/channels/{name}", len(channels))
         self._writer.flush()
+
+
+def _check_seed(seed):
+    """The seed as an int; raises unless it is an integer >= 0."""
+    if not strategies_base.is_integer(seed) or seed < 0:
+        raise ValueError(
+            f"`seed` must be an integer >= 0 (it seeds numpy's generator with (seed, epoch)), "
+            f"got {seed!r}. Pass e.g. `seed=0` (one integer per run)."
+        )
+    return int(seed)
+
+
+def _check_probe_steps(probe_steps):
+    """`probe_steps` as an int or None; raises unless None or an integer >= 1."""
+    if probe_steps is None:
+        return None
+    if not strategies_base.is_integer(probe_steps) or probe_steps < 1:
+        raise ValueError(
+            f"`probe_steps` must be an integer >= 1 (batches of `probe_data` the oracle "
+            f"measures) or None (every batch), got {probe_steps!r}."
+        )
+    return int(probe_steps)

@@ -19,14 +19,30 @@ model: what it trains is in the original model afterwards. Each step:
 4. each search-space kernel gradient is multiplied by its input-channel mask,
    a non-trainable variable (a new selection is an `assign`, never a
    retrace);
-5. the optimizer applies the update, then the non-selected slices are put
+5. if the batch's inputs, loss or gradients hold a NaN/inf, the update is
+   skipped (no weight, optimizer slot or norm is written) and every later
+   step of the `fit` is skipped too; `fit` then stops with a
+   `NonFiniteTrainingError` naming the epoch and batch (raised by a
+   `DivergenceGuard`, which `fit` adds when its callbacks hold none). Under a
+   `LossScaleOptimizer` (mixed precision) non-finite gradients are its own
+   signal to lower the loss scale: only inputs and loss are checked then;
+6. the optimizer applies the update, then the non-selected slices are put
    back from a copy taken before the step: they stay bit-identical under
-   every optimizer (momentum, Adam, AdamW's decoupled weight decay, EMA…);
-6. the per-input-channel gradient norms are accumulated in variables that the
+   every optimizer and option (momentum, Adam, weight decay — AdamW's
+   decoupled one or `weight_decay=` of any optimizer —, gradient
+   accumulation, and EMA: `use_ema=True` averages a slice only over the steps
+   that train it; the average of a frozen slice is kept equal to the slice,
+   so `ema_overwrite_frequency` and the write-back at the end of `fit` leave
+   it bit-identical);
+7. the per-input-channel gradient norms are accumulated in variables that the
    `ChannelResampler` reads at the next epoch (with selected kernel
    gradients, the norms of channels that did not train are 0: a resampler
    whose strategy reads them, an oracle, switches the model to dense kernel
    gradients).
+
+A kernel regularizer (`kernel_regularizer=`) is honoured by both kernel
+gradient paths: the selected path adds the penalty's gradient on the selected
+channels (`kernel_gradients.regularizer_gradient`).
 
 The model also holds, as non-trainable variables, the selection state that
 must survive a restart: the explored set, the epoch counter, and whatever
@@ -51,11 +67,15 @@ Example:
 ...                       callbacks=[kmd.ChannelResampler(plan, seed=0)])
 """
 
+import math
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_medyate import channels as channels_lib
+from keras_medyate import divergence
 from keras_medyate import kernel_gradients as kernel_gradients_lib
 from keras_medyate import planning
 from keras_medyate import ranking as ranking_lib
@@ -66,6 +86,8 @@ NORM_STATISTICS = ("mean", "last")
 #: The selection state the resampler itself keeps (the explored set); a
 #: selector may not declare state under this name.
 SEEN = "channel_seen"
+#: Position of `callbacks` among `keras.Model.fit`'s positional arguments.
+FIT_CALLBACKS_POSITION = 5
 
 
 @keras.saving.register_keras_serializable(package="keras_medyate")
@@ -144,8 +166,16 @@ class SubnetworkModel(keras.Model):
         self._measure_function = None
         self._taps = _selected_gradient_taps(model, self._space, kernel_gradients)
         self._head_only = False
+        self._selection_set = False
+        self._warned_no_resampler = False
         self._selector_state = {}
         self.store_selector_state(selector_state or {})
+        # What the last step found non-finite (`divergence.NONFINITE_CAUSES`; 0:
+        # nothing). A plain TF variable, not a Keras weight: it is neither saved
+        # nor restored with the model (a backup never resumes a stopped run).
+        self._nonfinite = tf.Variable(
+            0, dtype=tf.int32, trainable=False, name="nonfinite_status",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     def get_config(self):
         """The wrapped model, the plan and the options (for `.keras` saving)."""
@@ -222,6 +252,80 @@ class SubnetworkModel(keras.Model):
     def trainable_variables(self):
         return self.trainable_weights
 
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, with the checks of this model.
+
+        Adds `DivergenceGuard(factor=math.inf)` to the callbacks unless they
+        hold a `DivergenceGuard`: a batch whose inputs, loss or gradients are
+        NaN/inf then stops `fit` with `NonFiniteTrainingError` (its update was
+        skipped). Warns once when the callbacks hold no `ChannelResampler` and
+        no selection was set with `set_selection`: the step would train every
+        channel of the search space, ignoring the budget.
+
+        Args:
+            *args: `keras.Model.fit`'s arguments.
+            **kwargs: `keras.Model.fit`'s keyword arguments.
+
+        Returns:
+            The `History` of `keras.Model.fit`.
+
+        Raises:
+            NonFiniteTrainingError: a batch's inputs, loss or gradients held a
+                NaN/inf (the weights are those from before that batch).
+        """
+        args = list(args)
+        positional = len(args) > FIT_CALLBACKS_POSITION  # `callbacks` given by position
+        callbacks = args[FIT_CALLBACKS_POSITION] if positional else kwargs.get("callbacks")
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            callbacks = callbacks.callbacks
+        callbacks = list(callbacks) if callbacks is not None else []
+        # A callback that writes the selection each epoch declares it with
+        # `writes_selection = True` (`ChannelResampler` does; the resampler
+        # module imports this one, not the other way round).
+        if (not any(getattr(c, "writes_selection", False) for c in callbacks)
+                and not self._selection_set and not self._warned_no_resampler):
+            self._warned_no_resampler = True
+            warnings.warn(
+                "SubnetworkModel.fit was called without a ChannelResampler in `callbacks` "
+                "and no `set_selection(...)`: no channel is selected per epoch, so every "
+                f"channel of the search space ({self.plan.pool.size} channels, ignoring the "
+                f"budget of {self.plan.budget_units:,} units) trains and the logs report "
+                "channels_selected 0. Pass `callbacks=[kmd.ChannelResampler(plan, "
+                "strategy='medyate', seed=0)]` to train a budgeted selection.",
+                UserWarning, stacklevel=2)
+        if not any(isinstance(c, divergence.DivergenceGuard) for c in callbacks):
+            callbacks.append(divergence.DivergenceGuard(factor=math.inf))
+        if positional:
+            args[FIT_CALLBACKS_POSITION] = callbacks
+        else:
+            kwargs["callbacks"] = callbacks
+        self._nonfinite.assign(0)
+        return super().fit(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        """`keras.Model.train_on_batch`; raises if the batch was not finite.
+
+        Raises:
+            NonFiniteTrainingError: the batch's inputs, loss or gradients held
+                a NaN/inf; its update was skipped.
+        """
+        self._nonfinite.assign(0)
+        result = super().train_on_batch(*args, **kwargs)
+        code = self.nonfinite_status()
+        if code:
+            raise divergence.NonFiniteTrainingError(divergence.nonfinite_message(code))
+        return result
+
+    def nonfinite_status(self):
+        """What the training steps found non-finite since `fit` began.
+
+        Returns:
+            int, a key of `divergence.NONFINITE_CAUSES` (1 inputs, 2 loss,
+            3 gradients), 0 if every batch was finite. Once non-zero, every
+            later step of the same `fit` skips its update.
+        """
+        return int(self._nonfinite.numpy())
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         # Only the updated variables are watched: the tape then records no op
@@ -229,6 +333,12 @@ class SubnetworkModel(keras.Model):
         # With an empty selection only the head is watched: the step costs a
         # forward pass and the head's gradient.
         variables = self._head_weights() if self._head_only else self.trainable_weights
+        if not self.optimizer.built:
+            # On every updated variable (an empty first selection would build it on
+            # the head alone), and before the update, which runs in a `tf.cond`.
+            with keras.name_scope(self.optimizer.name, caller=self.optimizer):
+                self.optimizer.build(self.trainable_weights)
+            self.optimizer.built = True
         # Under XLA (`jit_compile`, Keras' default on a GPU) a kernel gradient of
         # a run-time number of channels cannot be compiled: the dense path then.
         taps = None if self._head_only or getattr(self, "jit_compile", False) else self._taps
@@ -248,24 +358,66 @@ class SubnetworkModel(keras.Model):
         if self._head_only:
             # No channel was differentiated: no norm step is counted, so
             # `channel_norms()` stays None and an oracle re-probes.
-            self.optimizer.apply(tape.gradient(scaled_loss, variables), variables)
+            gradients = tape.gradient(scaled_loss, variables)
+            status = self._check_finite(x, loss, gradients)
+            _run_if_zero(status, self._apply_head, gradients)
             return self._step_logs(x, y, y_pred, sample_weight)
         if taps is None:
             gradients = tape.gradient(scaled_loss, variables)
         else:
             gradients = self._selected_gradients(tape, scaled_loss, variables,
                                                  layer_inputs, layer_outputs)
-        kernels = variables[: len(self._space)]
-        measured = _global_gradients(gradients[: len(self._space)])
-        masked, masks, previous = [], [], []
-        for info, kernel, gradient, whole, norm_sum, norm_last in zip(
-            self._space, kernels, gradients, measured, self._norm_sums, self._norm_last
-        ):
+        for info, gradient in zip(self._space, gradients):
             if gradient is None:
                 raise ValueError(
                     f"Layer {info.name!r} received no gradient: is it connected to "
                     "the loss?"
                 )
+        measured = _global_gradients(gradients[: len(self._space)])
+        status = self._check_finite(x, loss, gradients)
+        _run_if_zero(status, self._apply, list(gradients), list(measured))
+        return self._step_logs(x, y, y_pred, sample_weight)
+
+    def _check_finite(self, x, loss, gradients):
+        """The step's non-finite code (`divergence.NONFINITE_CAUSES`), recorded.
+
+        The first non-finite finding of a `fit` sticks: later steps are
+        skipped too. Under a tf.distribute strategy every replica gets the
+        largest code of all replicas (they skip together).
+        """
+        def all_finite(tensors):
+            checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors]
+            return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+
+        inputs = [t for t in (tf.convert_to_tensor(v) for v in tf.nest.flatten(x))
+                  if t.dtype.is_floating]
+        # A LossScaleOptimizer (mixed precision) expects non-finite gradients
+        # now and then: they make it skip the step and lower its scale.
+        checked = [] if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) else [
+            g for g in gradients if g is not None]
+        code = tf.where(
+            all_finite(inputs),
+            tf.where(all_finite([loss]), tf.where(all_finite(checked), 0, 3), 2), 1)
+        previous = self._nonfinite.read_value()
+        code = tf.where(previous > 0, previous, tf.cast(code, tf.int32))
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            # The first cause any replica found (all-reduce has no MAX: a sum of
+            # one-hot causes, then the first one present).
+            found = replica.all_reduce(tf.distribute.ReduceOp.SUM,
+                                       tf.one_hot(code - 1, len(divergence.NONFINITE_CAUSES)))
+            code = tf.where(tf.reduce_any(found > 0),
+                            tf.cast(tf.argmax(tf.cast(found > 0, tf.int32)), tf.int32) + 1, 0)
+        self._nonfinite.assign(code)
+        return code
+
+    def _apply(self, gradients, measured):
+        """Records the norms, applies the masked update, restores frozen slices."""
+        kernels = [info.kernel for info in self._space]
+        masked, masks, previous = [], [], []
+        for info, kernel, gradient, whole, norm_sum, norm_last in zip(
+            self._space, kernels, gradients, measured, self._norm_sums, self._norm_last
+        ):
             norms = channels_lib.channel_norms(tf.convert_to_tensor(whole), info.channel_axis,
                                                tf)
             norm_sum.assign_add(norms)
@@ -275,10 +427,39 @@ class SubnetworkModel(keras.Model):
             masked.append(gradient * tf.cast(mask, gradient.dtype))
             previous.append(tf.identity(kernel.value))
         self._norm_steps.assign_add(1.0)
-        self.optimizer.apply(masked + list(gradients[len(self._space):]), variables)
+        self.optimizer.apply(masked + list(gradients[len(self._space):]),
+                             self.trainable_weights)
         for kernel, mask, old in zip(kernels, masks, previous):
             kernel.assign(tf.where(mask > 0, kernel.value, old))
-        return self._step_logs(x, y, y_pred, sample_weight)
+        self._freeze_moving_averages(kernels, masks)
+
+    def _apply_head(self, gradients):
+        """Applies the head's update (an empty selection: every kernel is frozen)."""
+        self.optimizer.apply(gradients, self._head_weights())
+        kernels = [info.kernel for info in self._space]
+        self._freeze_moving_averages(kernels, [tf.zeros((), tf.float32)] * len(kernels))
+
+    def _freeze_moving_averages(self, kernels, masks):
+        """With `use_ema=True`: the average of a frozen slice is the slice itself.
+
+        Keras updates the averages of every variable it was built with (from
+        the values before the frozen slices are put back), overwrites the
+        variables with them every `ema_overwrite_frequency` steps and at the
+        end of `fit`. Keeping a frozen slice's average equal to the slice makes
+        all of these leave it bit-identical; a slice averages over the steps
+        that train it.
+        """
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        if not getattr(optimizer, "use_ema", False):
+            return
+        averages = optimizer._model_variables_moving_average
+        known = optimizer._trainable_variables_indices
+        for kernel, mask in zip(kernels, masks):
+            # (An optimizer built on the head alone keeps no average of kernels.)
+            key = optimizer._var_key(kernel)
+            average = averages[known[key]] if key in known else None
+            if average is not None:
+                average.assign(tf.where(mask > 0, average.value, kernel.value))
 
     def use_dense_kernel_gradients(self, reason):
         """Switches an `"auto"` model to whole-kernel gradients (every channel's norm).
@@ -328,9 +509,15 @@ class SubnetworkModel(keras.Model):
             with tf.name_scope(f"selected_kernel_gradient/{info.name}"):
                 mask = self.masks[info.name].value
                 channels = kernel_gradients_lib.selected_channels(mask)
-                gradients.append(kernel_gradients_lib.selected_kernel_gradient(
+                gradient = kernel_gradients_lib.selected_kernel_gradient(
                     info.layer, kernel_gradients_lib.gather_channels(inputs[info.name], channels),
-                    output_gradients[info.name], channels, mask))
+                    output_gradients[info.name], channels, mask)
+                penalty = kernel_gradients_lib.regularizer_gradient(
+                    info.kernel, self.optimizer.scale_loss)
+                if penalty is not None:  # the selected channels' share only
+                    gradient += penalty * tf.cast(_broadcastable(self.masks[info.name], info),
+                                                  penalty.dtype)
+                gradients.append(gradient)
         return gradients + list(others)
 
     def _step_logs(self, x, y, y_pred, sample_weight):
@@ -345,14 +532,36 @@ class SubnetworkModel(keras.Model):
 
     # --- State read and written by ChannelResampler -------------------------
 
-    def set_selection(self, flat_indices):
+    def set_selection(self, flat_indices, allow_over_budget=False):
         """Writes the masks for a selection of flat pool indices.
 
         An empty selection switches the step to the head alone (and a
         non-empty one back): at most two traces of the training step, however
         often the selection changes.
+
+        Args:
+            flat_indices: 1-D integers in `[0, plan.pool.size)`, each at most
+                once (`plan.pool.from_dict` makes them from a dict layer name
+                → channel indices).
+            allow_over_budget: bool, accept a selection costing more than the
+                plan's budget (full fine-tuning of the search space, a parity
+                test). Defaults to False.
+
+        Raises:
+            ValueError: an index that is not an integer, out of range or
+                repeated, or a selection over the budget.
         """
-        masks = self.plan.pool.to_masks(flat_indices)
+        pool = self.plan.pool
+        flat_indices = pool.check_flat_indices(flat_indices)
+        cost = pool.cost_of(flat_indices)
+        if cost > self.plan.budget_units and not allow_over_budget:
+            raise ValueError(
+                f"The selection costs {cost:,} units, over the plan's budget of "
+                f"{self.plan.budget_units:,} units. Select fewer channels or pass "
+                "`allow_over_budget=True`."
+            )
+        self._selection_set = True
+        masks = pool.to_masks(flat_indices)
         for name, variable in self.masks.items():
             variable.assign(masks[name])
         head_only = len(flat_indices) == 0
@@ -491,6 +700,38 @@ def _selected_gradient_taps(model, space, kernel_gradients):
                             + [info.layer.output for info in tapped],
                             name=f"{model.name}_taps")
     return _Taps(tap_model, [info.name for info in tapped], len(outputs))
+
+
+def _run_if_zero(code, fn, *args):
+    """Runs `fn(*args)` (the step's update) only if the step's `code` is 0.
+
+    On one device, and under strategies that need no `merge_call`, a `tf.cond`
+    in the step. Otherwise (`MirroredStrategy`) the optimizer's update calls
+    `merge_call`, which a `cond` in a replica context may not: the `cond` runs
+    in the cross-replica context and calls `fn` for every replica, as Keras'
+    `LossScaleOptimizer` does. `code` is the same on every replica.
+    """
+    def run(*values):
+        # Tensors of the branch's own graph: the optimizer's all-reduce (a
+        # custom gradient) refuses captured ones.
+        fn(*tf.nest.map_structure(tf.identity, values))
+        return tf.constant(True)
+
+    replica = tf.distribute.get_replica_context()
+    if replica is None or tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(tf.equal(code, 0), lambda: run(*args), lambda: tf.constant(False))
+        return
+
+    def cross_replica(distribution, code, *values):
+        code = distribution.experimental_local_results(code)[0]
+
+        def each_replica():
+            distribution.extended.call_for_each_replica(fn, args=values)
+            return tf.constant(True)
+
+        tf.cond(tf.equal(code, 0), each_replica, lambda: tf.constant(False))
+
+    replica.merge_call(cross_replica, args=(code, *args))
 
 
 def _global_gradients(gradients):

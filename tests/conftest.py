@@ -12,7 +12,10 @@ monkeypatches a variable does not change what the other tests use.
 
 When data is missing, the fixture fails under CI (``CI=true``) with the variable
 to set, and skips with the same message elsewhere (``pytest.ini`` prints skip
-reasons: ``-rs``). Example::
+reasons: ``-rs``). Missing packages are treated the same way: under CI,
+``pytest.importorskip`` (how the LiteRT, Ray and notebook tests ask for
+``ai_edge_litert``, ``ray``, ``nbclient``…) fails instead of skipping, since
+``.ci/run`` installs every extra the tests import. Example::
 
     def test_mcunet_loads(weights_dir):          # a folder holding mcunet-5fps.pkl
         kmd.models.mcunet_5fps(weights_dir=weights_dir)
@@ -93,6 +96,28 @@ def missing_data(what, candidates, how):
         pytest.fail(f"{message} (CI=true: missing test data is a failure, not a skip)",
                     pytrace=False)
     pytest.skip(message)
+
+
+_importorskip = pytest.importorskip
+
+
+def importorskip_or_fail_under_ci(modname, *args, **kwargs):
+    """`pytest.importorskip`, except that under CI a missing package fails the test.
+
+    Installed as `pytest.importorskip` when this file is imported under CI, so
+    every test file's (module-level or in-test) `pytest.importorskip` obeys it.
+    """
+    try:
+        return _importorskip(modname, *args, **kwargs)
+    except pytest.skip.Exception as skipped:
+        reason = skipped.msg
+    pytest.fail(f"{reason} (CI=true: a missing test package is a failure, not a skip; "
+                ".ci/run installs the `test` and `cluster` extras: "
+                "pip install -e '.[test,cluster]')", pytrace=False)
+
+
+if under_ci():
+    pytest.importorskip = importorskip_or_fail_under_ci
 
 
 def first_folder(candidates, holds, what, how):

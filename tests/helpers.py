@@ -130,6 +130,133 @@ def efficientnet_lite_like(input_shape=(64, 64, 3), classes=5, width=0.5, name="
     return keras.Model(inputs, outputs, name=name)
 
 
+# --- kinks: where a parity test could depend on float rounding ---------------------
+
+#: Kinks (input values where the derivative jumps) of Keras' piecewise activations.
+ACTIVATION_KINKS = {"relu": (0.0,), "relu6": (0.0, 6.0), "hard_sigmoid": (-3.0, 3.0),
+                    "hard_silu": (-3.0, 3.0), "hard_swish": (-3.0, 3.0)}
+
+
+def _kinks_of(layer):
+    """The kinks of a layer's activation (a ReLU layer, an `Activation`, or a conv /
+    Dense `activation=`), or () for a smooth or linear one."""
+    if isinstance(layer, keras.layers.ReLU):
+        kinks = [float(layer.threshold)]
+        if layer.max_value is not None:
+            kinks.append(float(layer.max_value))
+        return tuple(kinks)
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", "")
+    return ACTIVATION_KINKS.get(name, ())
+
+
+def kink_margins(model, x, max_pool=True):
+    """Per sample: the smallest distance of a pre-activation to a kink of its
+    activation, over every layer of `model` with a piecewise-linear activation,
+    relative to that layer's pre-activation RMS over the batch.
+
+    A parity test whose pre-activations all keep such a margin cannot depend on
+    which side of a kink a value lands under another op order or thread count.
+    A max pooling is a kink too (which input is the maximum): its margin is the gap
+    between the largest and the second largest value of each window. BatchNormalization
+    runs in inference mode, so each sample's margin is its own.
+
+    Args:
+        model: a functional Keras model.
+        x: a batch of inputs.
+        max_pool: bool, measure max-pooling near ties too (default True).
+
+    Returns:
+        float64 array, one relative margin per sample (inf if no layer has a kink).
+    """
+    def kinked_layer(layer):
+        pooling = max_pool and isinstance(layer, keras.layers.MaxPooling2D)
+        return (bool(_kinks_of(layer)) or pooling) and hasattr(layer, "input")
+
+    kinked = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+              if kinked_layer(layer)]
+    if not kinked:
+        return np.full(len(x), np.inf)
+    taps = keras.Model(model.input, [layer.input for layer in kinked])
+    inputs = taps(x, training=False)
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    margins = np.full(len(x), np.inf)
+    for layer, value in zip(kinked, inputs):
+        if isinstance(layer, keras.layers.MaxPooling2D):
+            gaps = _max_pool_gaps(layer, value)
+            rms = max(float(np.sqrt(np.mean(np.asarray(value, np.float64)**2))), 1e-30)
+            margins = np.minimum(margins, gaps.reshape(len(x), -1).min(axis=1) / rms)
+            continue
+        if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+            pre = np.asarray(value, np.float64)
+        else:  # a fused activation: the layer's affine map alone
+            saved = layer.activation
+            layer.activation = keras.activations.linear
+            try:
+                pre = np.asarray(layer(value), np.float64)
+            finally:
+                layer.activation = saved
+        rms = max(float(np.sqrt(np.mean(pre**2))), 1e-30)
+        distance = np.min([np.abs(pre - kink) for kink in _kinks_of(layer)], axis=0)
+        margins = np.minimum(margins, distance.reshape(len(x), -1).min(axis=1) / rms)
+    return margins
+
+
+def _max_pool_gaps(layer, inputs):
+    """Largest minus second largest value of every window of a MaxPooling2D
+    (channels last; "same" padding pads with -inf, which never ties); inf for
+    an exact tie."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    (ph, pw), (sh, sw) = layer.pool_size, layer.strides
+    values = tf.convert_to_tensor(inputs, tf.float32)
+    if layer.padding == "same":
+        height, width = int(values.shape[1]), int(values.shape[2])
+        out_h, out_w = -(-height // sh), -(-width // sw)
+        pad_h = max((out_h - 1) * sh + ph - height, 0)
+        pad_w = max((out_w - 1) * sw + pw - width, 0)
+        values = tf.pad(values, [[0, 0], [pad_h // 2, pad_h - pad_h // 2],
+                                 [pad_w // 2, pad_w - pad_w // 2], [0, 0]],
+                        constant_values=-np.inf)
+    channels = int(values.shape[-1])
+    # (n, oh, ow, ph * pw * C): window position major, channel minor.
+    patches = tf.image.extract_patches(values, [1, ph, pw, 1], [1, sh, sw, 1], [1, 1, 1, 1],
+                                       "VALID").numpy().astype(np.float64)
+    patches = patches.reshape(*patches.shape[:3], ph * pw, channels)
+    top = np.sort(patches, axis=3)
+    gaps = top[:, :, :, -1] - top[:, :, :, -2]
+    # An exact tie (values clipped to the same bound) is exact on both sides, which
+    # break it the same way (tested per op): only a near tie is a kink.
+    return np.where(np.isfinite(gaps) & (gaps > 0), gaps, np.inf)
+
+
+def samples_away_from_kinks(model, x, count, margin, exclude=(), max_pool=True):
+    """Indices of the first `count` samples of `x` whose `kink_margins` are >= margin.
+
+    Args:
+        model: the Keras model, with its current weights.
+        x: the candidate samples.
+        count: int, how many to take.
+        margin: float, the relative margin every pre-activation must keep.
+        exclude: indices not to take (samples already used).
+        max_pool: bool, as for `kink_margins`.
+
+    Returns:
+        int array of `count` indices, in candidate order.
+
+    Raises:
+        AssertionError: fewer than `count` such samples (draw more candidates or
+            test at a smaller input size).
+    """
+    margins = kink_margins(model, x, max_pool=max_pool)
+    margins[np.asarray(exclude, np.int64)] = -np.inf
+    clean = np.flatnonzero(margins >= margin)
+    assert len(clean) >= count, (
+        f"only {len(clean)} of {len(x)} candidate samples keep a margin of {margin:g} from "
+        f"every kink (need {count}); the largest margins: {np.sort(margins)[::-1][:count]}")
+    return clean[:count]
+
+
 def random_data(n=32, size=16, num_classes=3, seed=0):
     """`n` normal images (size x size x 3, float32) and cyclic int32 labels."""
     rng = np.random.default_rng(seed)
@@ -194,21 +321,39 @@ def keras_weight(model, key):
 
 
 def assert_same_training(device, model, plan, x, y, selected, learning_rate, steps,
-                         from_logits, rtol=1e-5):
-    """N `train` steps on the device equal N `SubnetworkModel` plain-SGD steps."""
+                         from_logits, rtol=1e-5, kink_margin=None, kink_max_pool=True):
+    """N `train` steps on the device equal N `SubnetworkModel` plain-SGD steps.
+
+    Args:
+        kink_margin: None (step k trains on the k-th `batch_size` slice of `x`) or a
+            float: `x`, `y` are candidates, and step k trains on the first unused
+            ones whose pre-activations all keep this relative margin from every
+            kink under the weights of that step (`samples_away_from_kinks`,
+            asserted), so that no ReLU mask can flip between the two sides' op
+            orders and the elementwise `rtol` holds on any machine.
+        kink_max_pool: bool, count max-pooling near ties as kinks (default True).
+    """
     trainer = keras_trainer(model, plan, learning_rate, from_logits)
-    trainer.set_selection(selected)
+    trainer.set_selection(selected, allow_over_budget=True)
     mask = np.zeros(plan.pool.size, np.float32)
     mask[selected] = 1.0
     device.set_mask(mask, allow_over_budget=True)
     batch = device.batch_size
     before = device.get_weights()
+    used = []
     for step in range(steps):
-        xb, yb = x[step * batch:(step + 1) * batch], y[step * batch:(step + 1) * batch]
+        if kink_margin is None:
+            xb, yb = x[step * batch:(step + 1) * batch], y[step * batch:(step + 1) * batch]
+        else:  # the Keras model holds this step's weights (both sides agree to rtol)
+            pick = samples_away_from_kinks(model, x, batch, kink_margin, exclude=used,
+                                           max_pool=kink_max_pool)
+            used.extend(pick.tolist())
+            xb, yb = x[pick], y[pick]
         keras_loss = trainer.train_on_batch(xb, yb)
         keras_loss = keras_loss[0] if isinstance(keras_loss, list) else keras_loss
         device_loss = device.train(xb, yb)
-        assert device_loss == pytest.approx(float(keras_loss), rel=rtol)
+        assert device_loss == pytest.approx(float(keras_loss), rel=rtol), \
+            (step, device_loss, keras_loss)
     after = device.get_weights()
     for key, value in after.items():
         expected = keras_weight(model, key)

@@ -41,6 +41,7 @@ def offline_env(tmp_path, monkeypatch):
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", _refuse_download)
     monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", _refuse_download)
     monkeypatch.setattr(keras.utils, "get_file", _refuse_download)
+    monkeypatch.setattr(cifar10_module, "_FAILED_DOWNLOAD", [])  # each test may try afresh
 
 
 def _fast_tmpdir(tmp_path_factory):
@@ -288,13 +289,83 @@ def test_cifar10_keras_download_fallback(monkeypatch):
     np.testing.assert_array_equal(images, x_test.astype(np.float32))
 
 
-def test_cifar10_missing_offline_names_the_env_var(tmp_path, monkeypatch):
+def test_cifar10_missing_falls_back_to_the_shipped_subset_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv(kmd.DATA_DIR_ENV, str(tmp_path / "empty"))
-    with pytest.raises(kmd.DatasetNotFoundError, match=kmd.DATA_DIR_ENV) as err:
-        kmd.load("cifar10")
-    assert "tried to download" in str(err.value)  # our refusing stub was called
-    with pytest.raises(kmd.DatasetNotFoundError, match="download=False"):
-        kmd.load("cifar10", download=False)
+    with pytest.warns(UserWarning, match=r"(?s)CIFAR-10 was not found locally.*"
+                      + kmd.DATA_DIR_ENV + r".*tried to download.*subset shipped"):
+        train_ds, test_ds, info = kmd.load("cifar10", image_size=32, train_per_class=2,
+                                           test_per_class=1, preprocess=None)
+    assert info.source.startswith(cifar10_module.SHIPPED_SOURCE)
+    assert (info.num_train, info.num_test) == (20, 10)
+    images, labels = _collect(train_ds)
+    assert images.shape == (20, 32, 32, 3) and np.bincount(labels).tolist() == [2] * 10
+    with pytest.warns(UserWarning, match=r"download=False"):
+        _, _, info = kmd.load("cifar10", download=False, train_per_class=1, test_per_class=1)
+    assert info.source.startswith(cifar10_module.SHIPPED_SOURCE)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"(?s)larger than the 500 "
+                                                  r"train images.*shipped with keras-medyate"):
+        kmd.load("cifar10", download=False, train_per_class=501)
+
+
+def test_cifar10_shipped_subset_is_the_default_selection_of_the_full_set():
+    """The subset holds 500 train / 100 test images per class, with the sha256 pinned."""
+    assert cache_module.sha256_of(cifar10_module.SHIPPED_SUBSET) == \
+        cifar10_module.SHIPPED_SUBSET_SHA256
+    assert os.path.getsize(cifar10_module.SHIPPED_SUBSET) < 3 * 2**20
+    with pytest.warns(UserWarning):
+        _, _, info = kmd.load("cifar10", download=False, train_per_class="all",
+                              test_per_class="all")
+    assert (info.num_train, info.num_test) == (5000, 1000)
+
+
+def _write_python_release(folder, per_batch=3):
+    """A tiny `cifar-10-batches-py/` in the standard format (pickled dicts of numpy arrays)."""
+    import pickle  # noqa: PLC0415
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (per_batch * 10, 3072), dtype=np.uint8),
+                 b"labels": [i % 10 for i in range(per_batch * 10)]}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+
+
+def test_cifar10_from_keras_own_cache_without_download(tmp_path, monkeypatch):
+    """What `keras.datasets.cifar10.load_data()` left under the Keras home is found."""
+    home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    batches = home / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    _write_python_release(batches)
+    train_ds, test_ds, info = kmd.load("cifar10", image_size=32, preprocess=None, shuffle=False)
+    assert info.source == str(batches)
+    assert (info.num_train, info.num_test) == (150, 30)
+    images, labels = _collect(test_ds)
+    with open(batches / "test_batch", "rb") as f:
+        import pickle  # noqa: PLC0415
+
+        raw = pickle.load(f)
+    expected = raw[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(images, expected.astype(np.float32))
+    np.testing.assert_array_equal(labels, raw[b"labels"])
+    # The same folder given by the variable (or data_dir=) works too.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "other_home"))
+    monkeypatch.setenv(kmd.DATA_DIR_ENV, str(batches.parent))
+    _, _, info = kmd.load("cifar10", image_size=32)
+    assert info.source == str(batches)
+    _, _, info = kmd.load("cifar10", image_size=32, data_dir=batches)
+    assert info.source == str(batches)
+
+
+def test_cifar10_batches_refuse_foreign_pickles(tmp_path, monkeypatch):
+    import pickle  # noqa: PLC0415
+
+    batches = tmp_path / "cifar-10-batches-py"
+    _write_python_release(batches)
+    with open(batches / "test_batch", "wb") as f:
+        pickle.dump({b"data": os.system, b"labels": []}, f)
+    with pytest.raises(ValueError, match="refusing to load global"):
+        kmd.load("cifar10", data_dir=batches)
 
 
 def test_cifar10_data_dir_without_data_is_an_error(tmp_path):

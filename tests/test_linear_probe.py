@@ -117,7 +117,8 @@ def test_keras_applications_conv_head():
     model = keras.applications.MobileNetV3Small(
         input_shape=(32, 32, 3), weights=None, classes=3, include_preprocessing=False)
     x, y = blobs(size=32, per_class=10)
-    report = fit_classifier(model, (x, y), verbose=0)
+    with pytest.warns(UserWarning, match="constant"):  # random weights, frozen BatchNorm
+        report = fit_classifier(model, (x, y), verbose=0)
     assert report.classifier == "logits"
     assert report.train_accuracy == pytest.approx(np.mean(predictions(model, x) == y))
 
@@ -137,3 +138,28 @@ def test_unsupported_heads_are_explained():
         fit_classifier(pooled_model(), (x, y), l2=-1.0, verbose=0)
     with pytest.raises(ValueError, match=r"exceed max_feature_bytes"):
         fit_classifier(pooled_model(), (x, y), max_feature_bytes=100, verbose=0)
+
+
+def test_constant_features_warn_and_say_what_to_do():
+    """A backbone whose output ignores its input (random weights, frozen BatchNorm:
+    features ~1e-11) leaves the probe at chance: that must not pass in silence."""
+    x, y = blobs()
+    model = pooled_model()
+    conv = model.get_layer("conv")
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel * 1e-11, bias * 0])
+    with pytest.warns(UserWarning, match=r"(?s)6 of the 6 features feeding 'head' are constant"
+                                         r".*chance.*load pretrained weights"):
+        fit_classifier(model, (x, y), verbose=0)
+
+
+def test_informative_features_do_not_warn():
+    import warnings  # noqa: PLC0415
+
+    x, y = blobs()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", UserWarning)
+        report = fit_classifier(pooled_model(), (x, y), verbose=0)
+    assert not [w for w in seen if issubclass(w.category, UserWarning)], [
+        str(w.message) for w in seen]
+    assert report.train_accuracy > 0.9

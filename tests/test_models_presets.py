@@ -6,6 +6,7 @@ refused (``offline_weights``) unless a test replaces the download function itsel
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 
@@ -86,6 +87,12 @@ def test_resolution_order(tmp_path, monkeypatch, weights_dir):
     assert resolve_weights("mcunet_5fps") == str(cache / "mcunet-5fps.pkl")
     assert calls == []
     (cache / "mcunet-5fps.pkl").unlink()
+    # The copy shipped with the package: the default works offline, with no variable.
+    shipped = resolve_weights("mcunet_5fps")
+    assert shipped == os.path.join(presets_module.SHIPPED_DIR, "mcunet-5fps.pkl")
+    assert os.path.isfile(os.path.join(presets_module.SHIPPED_DIR, "LICENSE.tiny-training"))
+    assert calls == []
+    monkeypatch.setattr(presets_module, "SHIPPED_DIR", str(tmp_path / "no_assets"))
     assert resolve_weights("mcunet_5fps") == str(cache / "mcunet-5fps.pkl")
     spec = PRESETS["mcunet_5fps"]
     assert calls == [(spec["url"], "mcunet-5fps.pkl", spec["sha256"], str(keras_home))]
@@ -134,4 +141,4 @@ def test_failed_download_says_how_to_work_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(presets_module, "_download", offline)
     with pytest.raises(FileNotFoundError, match="downloading it from .* failed: Name or service not known.*KERAS_MEDYATE_WEIGHTS_DIR"):
-        presets_module.resolve_weights("mcunet_5fps")
+        presets_module.resolve_weights("mobilenetv2_w035")  # not shipped with the package

@@ -71,6 +71,20 @@ def test_layout(name):
     assert any("plot" in c.metadata.get("tags", []) for c in cells if c.cell_type == "code")
     text = "\n".join(c.source for c in cells)
     assert "TODO" not in text and "tf.keras" not in text
+    # The install cell uses the project's URL (setup.py) and the extras the notebooks need.
+    url = "git+https://github.com/keras-medyate/keras-medyate"
+    assert f'"keras-medyate[litert,notebooks] @ {url}"' in install[0]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_stored_outputs_show_no_local_paths_or_runtime_noise(name):
+    """What a reader sees on GitHub: no path of the machine that ran the notebook,
+    no log line of a runtime (the XNNPACK delegate's INFO line)."""
+    for index, cell in enumerate(read(name).cells):
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+            for noise in ("/work/", "/root/", "/home/", "/tmp/", "INFO: Created TensorFlow Lite"):
+                assert noise not in text, f"stored output of cell {index} of {name}: {noise!r}"
 
 
 @pytest.fixture(scope="session")

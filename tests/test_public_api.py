@@ -14,7 +14,7 @@ SUBMODULES = ("channels", "comparison", "console", "data", "inventory", "memory"
               "planning", "ranking", "resampler", "strategies", "subnetwork_model")
 CORE_NAMES = ("ChannelResampler", "EpochSelection", "LayerInfo", "LayerRanking", "Plan",
               "STRATEGIES", "SubnetworkModel", "fit_classifier", "format_units", "parse_budget", "plan",
-              "rank_layers", "__version__")
+              "rank_layers", "recommended_optimizer", "__version__")
 
 
 def run_python(code):

@@ -159,7 +159,10 @@ def test_infer_equals_keras(small, zoo):
 def test_train_equals_subnetwork_model_small_cnn(small, tmp_path):
     model, plan, _, _ = small
     # A fresh export: the module fixture's device is used by other tests.
-    device, _ = export(model, plan, tmp_path, batch_size=4, learning_rate=0.05)
+    # Over-budget selections: the dynamic channel lists (a static file lists at
+    # most what the budget admits; test_static_train_equals_subnetwork_model).
+    device, _ = export(model, plan, tmp_path, batch_size=4, learning_rate=0.05,
+                       static_shapes=False)
     x, y = random_data(12, 16)
     rng = np.random.default_rng(0)
     selected = np.flatnonzero(rng.random(plan.pool.size) < 0.4)
@@ -169,7 +172,8 @@ def test_train_equals_subnetwork_model_small_cnn(small, tmp_path):
 
 def test_train_equals_subnetwork_model_zoo(zoo, tmp_path):
     model, plan, _, _ = zoo
-    device, _ = export(model, plan, tmp_path, batch_size=3, learning_rate=0.02)
+    device, _ = export(model, plan, tmp_path, batch_size=3, learning_rate=0.02,
+                       static_shapes=False)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(9, 15, 15, 3)).astype(np.float32)
     y = (np.arange(9) % 4).astype(np.int32)
@@ -187,6 +191,32 @@ def test_train_equals_subnetwork_model_zoo(zoo, tmp_path):
     # Nothing else changed: Keras with the device's weights predicts like the device.
     assert device.metadata["weights"][0]["tensor"] == "backbone_stem_kernel"
     np.testing.assert_allclose(device.infer(x), model(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("fixture", ["small", "zoo"])
+def test_static_train_equals_subnetwork_model(fixture, request, tmp_path):
+    """The default export (fixed-length channel lists padded with -1, fixed
+    `infer` batch) trains like `SubnetworkModel` on selections of the budget."""
+    model, plan, _, _ = request.getfixturevalue(fixture)
+    batch = 4 if fixture == "small" else 3
+    device, summary = export(model, plan, tmp_path, batch_size=batch, learning_rate=0.05)
+    assert summary.metadata["static_shapes"]
+    capacities = [e["capacity"] for e in summary.metadata["train_channel_inputs"]]
+    specs = device._model.input_specs("train")
+    for entry in summary.metadata["train_channel_inputs"]:
+        assert list(specs[entry["tensor"]].shape) == [entry["capacity"]]
+    assert not any(spec.is_dynamic for name in device._model.signature_names()
+                   for spec in device._model.input_specs(name).values())
+    selection = device.resample(seed=2)
+    counts = [len(selection.channels[name]) for name in plan.pool.layer_names]
+    assert all(c <= cap for c, cap in zip(counts, capacities))
+    assert any(c < cap for c, cap in zip(counts, capacities)), "no list is padded"
+    size = model.input_shape[1]
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3 * batch, size, size, 3)).astype(np.float32)
+    y = (np.arange(3 * batch) % model.output_shape[-1]).astype(np.int32)
+    assert_same_training(device, model, plan, x, y, np.flatnonzero(selection.mask), 0.05,
+                         steps=3, from_logits=fixture == "small")
 
 
 def test_backward_stops_at_the_earliest_search_space_layer():
@@ -407,8 +437,12 @@ def test_reshape_and_dropout_export_as_inference_layers(tmp_path):
     np.testing.assert_allclose(device.infer(x, logits=True), model(x, training=False).numpy(),
                                atol=1e-5)
     assert device.metadata["infer_batch_size"] == 2
-    with pytest.raises(ValueError, match=r"must have shape \(2, 10, 10, 3\)"):
-        device.infer(x[:1])
+    # Any other batch is split into (padded) chunks of the file's batch.
+    three = np.concatenate([x, x[:1]])
+    np.testing.assert_allclose(device.infer(three, logits=True),
+                               model(three, training=False).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match=r"must have shape \(N, 10, 10, 3\)"):
+        device.infer(x[:, :5])
     assert np.isfinite(device.train(x, np.array([0, 1])))
 
 
@@ -418,7 +452,7 @@ def test_android_guide_names_exist_in_the_model(small):
     with open(ANDROID_MD, encoding="utf-8") as f:
         text = f.read()
     kotlin = "\n".join(re.findall(r"```kotlin\n(.*?)```", text, flags=re.DOTALL))
-    signatures = device._interpreter.get_signature_list()
+    signatures = device._model._interpreter.get_signature_list()
     literal_calls = re.findall(r'runSignature\(\w+, \w+, "(\w+)"\)', kotlin)
     assert set(literal_calls) <= set(signatures)
     used = set(re.findall(r'"(\w+)"', kotlin)) & set(signatures)
@@ -440,6 +474,7 @@ def test_android_guide_names_exist_in_the_model(small):
     "tflite_export.graph", "tflite_export.layer_ops", "tflite_export.sampler",
     "tflite_export.metadata", "tflite_export.flatbuffer", "tflite_export.training_graph",
     "tflite_export.signatures", "tflite_export.exporter", "tflite_export.memory_model",
+    "tflite_export.optimizer", "tflite_export.runtimes",
 ])
 def test_docstring_examples(module_name):
     module = importlib.import_module(module_name)

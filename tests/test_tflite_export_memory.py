@@ -117,11 +117,14 @@ def padded(tmp_path_factory):
     plan = kmd.plan(model, budget=1500, classifier="head")
     directory = tmp_path_factory.mktemp("padded")
     files = {}
-    for form in ("selected", "dense"):
+    for form in ("selected", "dense", "static"):
         path = os.path.join(directory, f"{form}.tflite")
         from tflite_export import export_training_model  # noqa: PLC0415
+        # "selected": dynamic channel lists, whose memory follows the selection;
+        # "static" (the default export): fixed-length lists, memory follows the budget.
         export_training_model(model, plan, path, batch_size=4, learning_rate=0.05,
-                              kernel_gradients=form)
+                              kernel_gradients="dense" if form == "dense" else "selected",
+                              static_shapes=form == "static")
         files[form] = path
     return model, plan, files
 
@@ -221,7 +224,8 @@ def test_train_memory_follows_the_selection_not_the_search_space(tmp_path):
     paths = {}
     for form in ("selected", "dense"):
         paths[form] = str(tmp_path / f"{form}.tflite")
-        export_training_model(model, plan, paths[form], batch_size=8, kernel_gradients=form)
+        export_training_model(model, plan, paths[form], batch_size=8, kernel_gradients=form,
+                              static_shapes=False)
     one = _train_peak_mb(paths["selected"], 1)
     every = _train_peak_mb(paths["selected"], 64)
     dense = _train_peak_mb(paths["dense"], 1)
@@ -250,6 +254,31 @@ def test_memory_model_counts_the_unpadded_inputs_and_the_selection(padded):
     dense = OnDeviceTrainer(files["dense"]).predicted_train_memory(np.zeros(plan.pool.size))
     assert dense["selected_inputs_bytes"] == full["selected_inputs_bytes"] - sum(
         memory["kept_bytes_per_channel"])
+
+
+def test_static_lists_keep_what_the_budget_admits_whatever_the_selection(padded):
+    from tflite_export import memory_model, signatures  # noqa: PLC0415
+
+    model, plan, files = padded
+    device = OnDeviceTrainer(files["static"])
+    memory = device.metadata["memory_model"]
+    capacities = signatures.channel_capacities(plan.pool, plan.budget_units)
+    assert memory["capacities"] == capacities
+    assert [e["capacity"] for e in device.metadata["train_channel_inputs"]] == capacities
+    kept = sum(b * c for b, c in zip(memory["kept_bytes_per_channel"], capacities))
+    rng = np.random.default_rng(0)
+    for mask in (np.zeros(plan.pool.size), np.ones(plan.pool.size),
+                 rng.random(plan.pool.size) < 0.3):
+        assert device.predicted_train_memory(mask)["selected_inputs_bytes"] == kept
+    # Never more than the whole search space; and every selection within the
+    # budget fits the lists (a channel of layer l costs at least the cheapest).
+    assert all(c <= n for c, n in zip(capacities, plan.pool.num_channels))
+    for index, count in enumerate(plan.pool.num_channels):
+        start = int(plan.pool.offsets[index])
+        cheapest = int(np.min(plan.pool.costs[start:start + int(count)]))
+        assert capacities[index] == min(int(count), plan.budget_units // cheapest)
+    bound = memory_model.budget_bound(memory, plan.pool.costs, plan.budget_units)
+    assert bound["selected_inputs_bytes"] == kept
 
 
 @given(data=st.data())

@@ -150,19 +150,32 @@ def _images(count, size, seed=0):
         (np.arange(count) % 5).astype(np.int32)
 
 
+#: The relative margin (to a layer's pre-activation RMS) every pre-activation of a
+#: parity test keeps from a kink: 5x the largest difference measured between
+#: TensorFlow with and without oneDNN on the EfficientNet-Lite-style model
+#: (1.9e-5, at its deepest ReLU6).
+KINK_MARGIN = 1e-4
+
+
 def _assert_exports_and_trains(model, tmp_path, size, budget, steps=2, batch_size=4,
-                               fraction=0.3, seed=0, learning_rate=0.01, rtol=1e-5):
+                               fraction=0.3, seed=0, learning_rate=0.01, rtol=1e-5,
+                               kink_margin=None, candidates=None, kink_max_pool=True):
     """Export, builtin-only, `infer` = Keras, `steps` train steps = SubnetworkModel.
 
     (A small learning rate: at 0.05 the first step of a randomly initialised,
     BN-calibrated MobileNetV3 can take the loss from 1.6 to 25, a chaotic
     start where float rounding alone moves the next step by 1e-5.)
+
+    With `kink_margin`, BatchNorm is calibrated on `candidates` images and each
+    train step takes the first unused ones whose pre-activations keep that
+    relative margin from every kink (`helpers.assert_same_training`).
     """
-    x, y = _images(batch_size * steps, size, seed)
+    x, y = _images(candidates or batch_size * steps, size, seed)
     calibrate_batchnorm(model, x)
     plan = kmd.plan(model, budget=budget)
+    # (A random 30 % of the channels, over the budget: a dynamic-shape `train`.)
     device, summary = export(model, plan, tmp_path, batch_size=batch_size,
-                             learning_rate=learning_rate)
+                             learning_rate=learning_rate, static_shapes=False)
     with open(summary.path, "rb") as f:
         assert flatbuffer.non_builtin_operators(f.read()) == []
     np.testing.assert_allclose(device.infer(x[:batch_size]), model(x[:batch_size]).numpy(),
@@ -175,7 +188,8 @@ def _assert_exports_and_trains(model, tmp_path, size, budget, steps=2, batch_siz
     rng = np.random.default_rng(seed)
     selected = np.flatnonzero(rng.random(plan.pool.size) < fraction)
     assert_same_training(device, model, plan, x, y, selected, learning_rate, steps=steps,
-                         from_logits=False, rtol=rtol)
+                         from_logits=False, rtol=rtol, kink_margin=kink_margin,
+                         kink_max_pool=kink_max_pool)
     return plan, device
 
 
@@ -184,7 +198,14 @@ def test_every_new_layer_exports_and_trains_like_subnetwork_model(tmp_path):
     model = mobile_zoo_model()
     kinds = {s.kind for s in graph.build_graph(model).steps}
     assert {"affine", "activation", "multiply", "avg_pool", "max_pool", "gap"} <= kinds
-    plan, device = _assert_exports_and_trains(model, tmp_path, 17, budget=2000)
+    # Every ReLU / hard-sigmoid / hard-swish input keeps the margin. The max pooling
+    # does not: its input is flat by construction (hard_sigmoid of an average-pooled
+    # (3 - sigmoid) / 2, windows ~5e-6 apart relative), so whichever near-tied
+    # position wins has near-equal inputs below it, and the kernel gradients agree
+    # within rtol either way (its tie-breaking is tested exactly per op above).
+    plan, device = _assert_exports_and_trains(model, tmp_path, 17, budget=2000,
+                                              kink_margin=KINK_MARGIN, candidates=32,
+                                              kink_max_pool=False)
     assert plan.classifier == "logits"
     assert {"stem", "dw", "se_reduce", "se_expand", "mix", "expand"} <= set(plan.layers)
     # The memory model counts what the new steps keep: with the stem trained, every
@@ -205,13 +226,15 @@ def test_every_new_layer_exports_and_trains_like_subnetwork_model(tmp_path):
     assert predicted["saved_activations_bytes"] == device.batch_size * per_sample > 0
 
 
-def test_mobilenetv3small_at_96px_converts_builtin_only_and_trains_like_subnetwork_model(
-        tmp_path):
+def test_mobilenetv3small_converts_builtin_only_and_trains_like_subnetwork_model(tmp_path):
+    # At 96 px no image keeps the kink margin (the best of 32 kept 4e-5); at 48 px
+    # about one in seven does: the steps train on those.
     keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV3Small(input_shape=(96, 96, 3), weights=None, classes=5)
+    model = keras.applications.MobileNetV3Small(input_shape=(48, 48, 3), weights=None, classes=5)
     assert [layer.rate for layer in model.layers
             if isinstance(layer, keras.layers.Dropout)] == [0.2]  # exported, as the identity
-    _assert_exports_and_trains(model, tmp_path, 96, budget="20KB")
+    _assert_exports_and_trains(model, tmp_path, 48, budget="20KB", kink_margin=KINK_MARGIN,
+                               candidates=160)
 
 
 @pytest.mark.slow
@@ -240,7 +263,8 @@ def test_mobilenetv3_family_exports_and_trains_like_subnetwork_model(family, alp
     x, y = _images(4, 64, 1)
     calibrate_batchnorm(model, x)
     plan = kmd.plan(model, budget="30KB")
-    device, summary = export(model, plan, tmp_path, batch_size=4, learning_rate=0.01)
+    device, summary = export(model, plan, tmp_path, batch_size=4, learning_rate=0.01,
+                             static_shapes=False)
     with open(summary.path, "rb") as f:
         assert flatbuffer.non_builtin_operators(f.read()) == []
     selected = np.flatnonzero(np.random.default_rng(1).random(plan.pool.size) < 0.3)
@@ -251,7 +275,7 @@ def test_mobilenetv3_family_exports_and_trains_like_subnetwork_model(family, alp
     trainer = kmd.SubnetworkModel(model, plan)
     trainer.compile(optimizer=keras.optimizers.SGD(0.01),
                     loss=keras.losses.SparseCategoricalCrossentropy())
-    trainer.set_selection(selected)
+    trainer.set_selection(selected, allow_over_budget=True)
     keras_loss = float(trainer.train_on_batch(x, y)[0])
     assert device.train(x, y) == pytest.approx(keras_loss, rel=1e-5)
     for key, value in device.get_weights().items():
@@ -262,11 +286,15 @@ def test_mobilenetv3_family_exports_and_trains_like_subnetwork_model(family, alp
 
 
 def test_efficientnet_lite_style_exports_and_trains_like_subnetwork_model(tmp_path):
+    # At 48 px no image keeps a margin of 1e-4 (the best of 64 kept 4e-5, 2x the
+    # oneDNN difference: a ReLU6 mask flipped on AVX-512 hosts).
+    # At 24 px about one image in ten does: the steps train on those.
     keras.utils.set_random_seed(2)
-    model = efficientnet_lite_like(input_shape=(48, 48, 3), classes=5)
+    model = efficientnet_lite_like(input_shape=(24, 24, 3), classes=5)
     assert not any("swish" in getattr(getattr(l, "activation", None), "__name__", "")
                    for l in model.layers)
-    _assert_exports_and_trains(model, tmp_path, 48, budget="8KB", seed=2)
+    _assert_exports_and_trains(model, tmp_path, 24, budget="8KB", seed=2, learning_rate=0.002,
+                               kink_margin=KINK_MARGIN, candidates=160)
 
 
 # --- inventory: what a channel of these layers costs ----------------------------------

@@ -30,21 +30,34 @@ print(trainer.predicted_train_memory())  # bytes `train` keeps beyond `infer`
 
 See `tflite_export/README.md` (signature contract, measurements) and
 `tflite_export/ANDROID.md` (Kotlin).
+
+Both need LiteRT's Python package, `ai_edge_litert` (the exporter reads the
+flatbuffer schema from it): `pip install "keras-medyate[litert]"`.
 """
+
+import importlib
 
 __all__ = ["OnDeviceTrainer", "export_training_model"]
 
+#: The command that installs what this package needs beyond keras-medyate itself.
+LITERT_INSTALL = 'pip install "keras-medyate[litert]"'
+
+# Lazy: `OnDeviceTrainer` needs only numpy + ai_edge_litert (+ the numpy-only
+# `keras_medyate.strategies.base.ChannelPool`), and the exporter pulls in
+# TensorFlow; an app-side process imports only what it uses.
+_EXPORTS = {"export_training_model": "exporter", "OnDeviceTrainer": "on_device"}
+
 
 def __getattr__(name):
-    # Lazy: `OnDeviceTrainer` needs only numpy + ai_edge_litert (+ the numpy-only
-    # `keras_medyate.strategies.base.ChannelPool`), and the
-    # exporter pulls in TensorFlow; an app-side process imports only what it uses.
-    if name == "export_training_model":
-        from tflite_export.exporter import export_training_model  # noqa: PLC0415
-
-        return export_training_model
-    if name == "OnDeviceTrainer":
-        from tflite_export.on_device import OnDeviceTrainer  # noqa: PLC0415
-
-        return OnDeviceTrainer
-    raise AttributeError(f"module 'tflite_export' has no attribute {name!r}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tflite_export' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != "ai_edge_litert":
+            raise
+        raise ModuleNotFoundError(
+            f"tflite_export.{name} needs LiteRT's Python package `ai_edge_litert`, which is "
+            f"not installed. Install the litert extra: {LITERT_INSTALL}", name=error.name,
+        ) from error
+    return getattr(module, name)

@@ -42,8 +42,10 @@ flags.DEFINE_integer("resolution", 128, "Input height and width of MCUNet.")
 flags.DEFINE_integer("batch_size", 8, "Static batch of `train` (and batch of `infer`).")
 flags.DEFINE_list("budgets", ["15936", "64832", "112640", "all"],
                   "Budgets in units; `all` = every layer and every channel.")
-flags.DEFINE_list("kernel_gradients", ["selected"], "Forms of `train` to export "
-                  "(export_training_model(kernel_gradients=...)).")
+flags.DEFINE_list("kernel_gradients", ["static"], "Forms of `train` to export: static "
+                  "(the default export: fixed-length channel lists), selected (dynamic "
+                  "lists: export_training_model(static_shapes=False)), dense "
+                  "(kernel_gradients='dense').")
 flags.DEFINE_list("xnnpack", ["false", "true"], "Delegate settings to measure.")
 flags.DEFINE_string("ranking", "lara", "Shipped ranking of the plan (lara or rgn).")
 flags.DEFINE_integer("threads", 2, "Interpreter threads.")
@@ -57,7 +59,7 @@ flags.DEFINE_string("baseline_checkout", None, "Optional checkout whose exporter
 flags.DEFINE_string("json", None, "Optional path of a JSON copy of the results.")
 # Child modes (internal).
 flags.DEFINE_enum("measure", None, ["train", "infer"], "Internal: measure one signature.")
-flags.DEFINE_enum("export_only", None, ["selected", "dense", "landed"],
+flags.DEFINE_enum("export_only", None, ["static", "selected", "dense", "landed"],
                   "Internal: export one file and print its description.")
 flags.DEFINE_string("budget", None, "Internal: the budget of --export_only.")
 flags.DEFINE_bool("use_xnnpack", True, "Internal: delegate setting of --measure.")
@@ -161,7 +163,11 @@ def export_child():
     # "landed": the baseline checkout's exporter with its own defaults.
     if (FLAGS.export_only != "landed"
             and "kernel_gradients" in inspect.signature(export_training_model).parameters):
-        kwargs["kernel_gradients"] = FLAGS.export_only
+        kwargs["kernel_gradients"] = "dense" if FLAGS.export_only == "dense" else "selected"
+        if "static_shapes" in inspect.signature(export_training_model).parameters:
+            kwargs["static_shapes"] = FLAGS.export_only == "static"
+            # `infer` at the train batch in every form (the static default is 1).
+            kwargs["infer_batch_size"] = FLAGS.batch_size if kwargs["static_shapes"] else None
     start = time.perf_counter()
     summary = export_training_model(model, plan, FLAGS.model, batch_size=FLAGS.batch_size,
                                     learning_rate=0.01, **kwargs)
@@ -282,5 +288,29 @@ def table(rows):
     return "\n".join(lines)
 
 
+def check_flags(values):
+    """One-line rejections of bad values (`keras_medyate.cli`), before any export."""
+    from keras_medyate.cli import require
+
+    for budget in values.budgets:
+        require(budget == "all" or (budget.isdigit() and int(budget) > 0),
+                f"--budgets: {budget!r} is neither a positive number of units nor 'all'.")
+    for form in values.kernel_gradients:
+        require(form in ("static", "selected", "dense"),
+                f"--kernel_gradients: {form!r}; accepted: static, selected, dense.")
+    for setting in values.xnnpack:
+        require(setting in ("true", "false"), f"--xnnpack: {setting!r}; accepted: true, false.")
+    require(values.ranking in ("lara", "rgn"),
+            f"--ranking={values.ranking!r}; accepted: lara, rgn.")
+    for name in ("resolution", "batch_size", "threads", "steps"):
+        require(getattr(values, name) >= 1, f"--{name}={getattr(values, name)}: must be >= 1.")
+    require(values.warmup >= 0, f"--warmup={values.warmup}: must be >= 0.")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    if any(arg.startswith(("--measure", "--export_only")) for arg in sys.argv[1:]):
+        app.run(main)  # a child process this script started (maybe from another checkout)
+    else:
+        from keras_medyate import cli
+
+        cli.run(main, __doc__, check=check_flags)

@@ -29,9 +29,11 @@ import tempfile
 
 import tensorflow as tf
 
+from keras_medyate import console
 from keras_medyate import planning
 from keras_medyate.strategies import base as strategies_base
 from tflite_export import flatbuffer
+from tflite_export import optimizer as optimizer_lib
 from tflite_export import sampler
 from tflite_export import signatures as signatures_lib
 
@@ -56,9 +58,10 @@ class ExportSummary:
     min_runtime_version: str = None
 
 
-def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
+def export_training_model(model, plan, path, batch_size=8, learning_rate=None,
                           epsilon=1e-3, fill="stop", infer_batch_size=None,
-                          norm_statistic="mean", kernel_gradients="selected"):
+                          norm_statistic="mean", kernel_gradients="selected", optimizer=None,
+                          static_shapes=True):
     """Writes a LiteRT model that fine-tunes `model` on the device with MeDyate.
 
     The file runs with builtin LiteRT operators only (no Flex/Select TF ops,
@@ -68,11 +71,17 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
     `get_state(unused)`, `set_state(...)`, `set_learning_rate(learning_rate)`,
     `metadata(unused)`.
 
-    `train` is one plain-SGD step (`w -= learning_rate * dL/dw`) on the mean
-    sparse cross-entropy, updating the selected input channels of the plan's
-    search-space kernels and the classifier's kernel and bias; biases of the
-    search space and every other weight are constants. BatchNormalization
-    layers always run in inference mode (frozen).
+    `train` is one optimizer step on the mean sparse cross-entropy, updating
+    the selected input channels of the plan's search-space kernels and the
+    classifier's kernel and bias; biases of the search space and every other
+    weight are constants. BatchNormalization layers always run in inference
+    mode (frozen). The step is the Keras optimizer's (`optimizer=`, the same
+    object `SubnetworkModel` is compiled with: SGD with momentum, Nesterov,
+    clipnorm, global_clipnorm, clipvalue, weight decay, a constant or
+    warm-up + cosine learning rate; `tflite_export.optimizer`), plain SGD at
+    `learning_rate`, or, given neither, the recommended recipe
+    (`keras_medyate.recipe`: SGD, clip 1, peak 0.05, one warm-up epoch then
+    cosine decay, whose length `OnDeviceTrainer.fit` sets from its data).
 
     Args:
         model: a built functional or Sequential `keras.Model` (its current
@@ -84,13 +93,16 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
             dynamic batch leaves `BroadcastGradientArgs` (Flex) in gradient
             code, and fixed shapes let LiteRT plan the memory once.
             Defaults to 8.
-        learning_rate: float, the initial SGD learning rate (changeable on the
-            device with `set_learning_rate`). Defaults to 0.01.
+        learning_rate: float, plain SGD at this constant rate (no momentum,
+            no clip; changeable on the device with `set_learning_rate`).
+            Give `learning_rate` or `optimizer`, not both.
         epsilon: float in [0, 1), MeDyate's relative floor of the sampling
             weights. Defaults to 1e-3.
         fill: `"stop"`, the budget fill mode (the only one on the device).
-        infer_batch_size: int, or None (default) for a dynamic batch in
-            `infer` (forward-only code has no broadcast-gradient op).
+        infer_batch_size: int, the static batch of `infer`, or None
+            (default): 1 with `static_shapes`, else a dynamic batch
+            (forward-only code has no broadcast-gradient op).
+            `OnDeviceTrainer.infer` splits and pads any batch to it.
         norm_statistic: `"mean"`, the per-channel norm statistic the device
             accumulates (the only one on the device; `ChannelResampler`'s
             default).
@@ -103,6 +115,23 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
             takes `x` and `y` only, keeps every input of the search space and
             computes every channel's gradient (applied to the selected ones);
             its memory follows the search space. Measurements:
+            `tflite_export/README.md`.
+        optimizer: a `keras.optimizers.SGD` (fresh, or already used: its
+            step and momentum buffers are carried over), reproduced on the
+            device step for step; anything it cannot reproduce (Adam, EMA,
+            gradient accumulation, another schedule) is refused with a
+            message. Defaults to None: the recommended recipe when
+            `learning_rate` is None too.
+        static_shapes: bool. True (default): every signature has fixed input
+            shapes, so runtimes and delegates that cannot resize inputs
+            (LiteRT.js, CompiledModel without resizing, GPU/NPU planners) run
+            the file: `train`'s channel lists have, per layer, as many slots
+            as the budget admits channels of that layer, padded with -1
+            (`OnDeviceTrainer` pads them), and `infer` takes
+            `infer_batch_size` images (1 unless given). False: the lists'
+            length is the selection's (dynamic; LiteRT re-plans its memory
+            when it changes), and `infer`'s batch is dynamic unless
+            `infer_batch_size` is given. Memory of both forms:
             `tflite_export/README.md`.
 
     With the same `seed`, `epsilon` and state, the file's `resample` selects
@@ -121,9 +150,16 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=0.01,
             need Flex or custom operators (named).
     """
     _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill,
-                     infer_batch_size, norm_statistic, kernel_gradients)
+                     infer_batch_size, norm_statistic, kernel_gradients, optimizer)
+    if optimizer is None and learning_rate is None:
+        optimizer = optimizer_lib.OptimizerSpec.recommended()
+    if not isinstance(static_shapes, bool):
+        raise ValueError(f"`static_shapes` must be True or False, got {static_shapes!r}.")
+    if static_shapes and infer_batch_size is None:
+        infer_batch_size = 1
     module = signatures_lib.TrainingModule(model, plan, batch_size, infer_batch_size,
-                                           learning_rate, epsilon, fill, kernel_gradients)
+                                           learning_rate, epsilon, fill, kernel_gradients,
+                                           optimizer=optimizer, static_shapes=static_shapes)
     data = _convert(module)
     source = os.path.basename(path)
     flatbuffer.check_builtin_only(data, source)
@@ -149,7 +185,8 @@ KERNEL_GRADIENTS = ("selected", "dense")
 
 
 def _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill,
-                     infer_batch_size, norm_statistic="mean", kernel_gradients="selected"):
+                     infer_batch_size, norm_statistic="mean", kernel_gradients="selected",
+                     optimizer=None):
     if not isinstance(plan, planning.Plan):
         raise ValueError(f"`plan` must be a `Plan` from `kmd.plan(...)`, got {type(plan).__name__}.")
     plan.check_model(model, purpose="export")
@@ -160,7 +197,13 @@ def _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
+    if optimizer is not None and learning_rate is not None:
+        raise ValueError(
+            f"Pass `learning_rate` (plain SGD) or `optimizer`, not both; got "
+            f"learning_rate={learning_rate!r} and {type(optimizer).__name__}. Set the rate in "
+            "the optimizer (e.g. keras.optimizers.SGD(0.05, momentum=0.9)).")
+    if learning_rate is not None and (
+            isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
             or not math.isfinite(learning_rate) or learning_rate <= 0):
         raise ValueError(f"`learning_rate` must be a positive finite float, got {learning_rate!r}.")
     if not isinstance(epsilon, (int, float)) or not 0 <= epsilon < 1:
@@ -192,7 +235,9 @@ def _convert(module):
         converter.allow_custom_ops = False
         converter.experimental_enable_resource_variables = True
         try:
-            return converter.convert()
+            # The converter's C++ INFO/WARNING lines ("Reading SavedModel from ...").
+            with console.quiet_native_logs():
+                return converter.convert()
         except Exception as error:  # ConverterError and friends
             message = str(error)
             needed = _ops_after(message, "TF Select ops:") + _ops_after(message, "Custom ops:")

@@ -284,7 +284,9 @@ def depthwise_input_grad(dz, kernel, input_shape, strides, pads):
     full_w = int(dzu.shape[2]) + kw - 1
     dzu = tf.pad(dzu, [[0, 0], [kh - 1, kh - 1 + padded_h - full_h],
                        [kw - 1, kw - 1 + padded_w - full_w], [0, 0]])
-    flipped = tf.reverse(kernel, axis=[0, 1])
+    # Two one-axis reverses, not one two-axis REVERSE_V2: TFLite 2.13/2.14 (tflite-runtime)
+    # reverse only the first of two axes (benchmarks/runtimes/matrix.md).
+    flipped = tf.reverse(tf.reverse(kernel, axis=[0]), axis=[1])
     flipped = tf.reshape(flipped, [kh, kw, channels * multiplier, 1])
     dxp = tf.nn.depthwise_conv2d(dzu, flipped, strides=[1, 1, 1, 1], padding="VALID")
     if multiplier > 1:

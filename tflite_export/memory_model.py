@@ -5,7 +5,8 @@ backward pass:
 
 - **selected inputs**: for each search-space layer, its input restricted to
   the selected channels (`kernel_gradients="selected"`, plus one placeholder
-  channel per layer) or its whole input (`"dense"`); an explicit
+  channel per layer; with static channel lists, the fixed capacity of each
+  layer's list whatever the selection) or its whole input (`"dense"`); an explicit
   `ZeroPadding2D` in front of a conv is folded into the conv, so the unpadded
   input is kept; float32;
 - **ReLU masks**: one byte per element of every ReLU output between the
@@ -20,7 +21,10 @@ backward pass:
   gradients, and the zero-inserted, padded output gradient the kernel
   gradient of a conv reads its taps from), float32;
 - **weight update**: three float32 copies of the trained kernels and the head
-  (the value read, the scattered gradient, the updated value).
+  (the value read, the scattered gradient, the updated value);
+- **optimizer state**: with momentum, one float32 buffer per trained weight
+  (kept between steps) and, during the step, its value read and its new
+  value: three float32 copies of the trained kernels and the head.
 
 The forward working set is the same as `infer`'s at the same batch and is not
 counted: the prediction is of `train` − `infer`. It is an analytic model, not
@@ -45,7 +49,8 @@ import numpy as np
 
 #: The parts of the prediction, in the order they are reported.
 PARTS = ("selected_inputs_bytes", "relu_mask_bytes", "saved_activations_bytes",
-         "classifier_input_bytes", "backward_working_bytes", "weight_update_bytes")
+         "classifier_input_bytes", "backward_working_bytes", "weight_update_bytes",
+         "optimizer_state_bytes")
 
 
 def predict(model, mask):
@@ -101,7 +106,10 @@ def _per_channel(model):
 
 def _parts(model, selected):
     """The prediction for a 0/1 (or fractional) selection over the pool."""
-    if model["kernel_gradients"] == "selected":
+    if model["kernel_gradients"] == "selected" and model.get("capacities"):
+        kept = int(np.sum(np.asarray(model["kept_bytes_per_channel"], np.int64)
+                          * np.asarray(model["capacities"], np.int64)))
+    elif model["kernel_gradients"] == "selected":
         placeholder = int(np.sum(np.asarray(model["kept_bytes_per_channel"], np.int64)))
         kept = int(np.ceil(np.sum(_per_channel(model) * selected))) + placeholder
     else:
@@ -113,7 +121,8 @@ def _parts(model, selected):
     return result
 
 
-def build(trainer, pool, batch_size, kernel_gradients, weight_elements):
+def build(trainer, pool, batch_size, kernel_gradients, weight_elements, momentum_elements=0,
+          capacities=None):
     """The `"memory_model"` metadata dict of an export.
 
     Args:
@@ -122,6 +131,11 @@ def build(trainer, pool, batch_size, kernel_gradients, weight_elements):
         batch_size: int, the static batch of `train`.
         kernel_gradients: `"selected"` or `"dense"`.
         weight_elements: int, elements of the trained kernels and head.
+        momentum_elements: int, elements of the optimizer's momentum buffers
+            (0 without momentum).
+        capacities: list of int per pool layer when `train`'s channel lists
+            have a fixed length (the kept inputs are then that many channels
+            whatever the selection), or None.
     """
     graph = trainer.graph
     batch = int(batch_size)
@@ -140,11 +154,13 @@ def build(trainer, pool, batch_size, kernel_gradients, weight_elements):
         "kernel_gradients": kernel_gradients,
         "kept_bytes_per_channel": kept,
         "num_channels": [int(c) for c in pool.num_channels],
+        "capacities": None if capacities is None else [int(c) for c in capacities],
         "relu_mask_bytes": int(masks),
         "saved_activations_bytes": int(saved),
         "classifier_input_bytes": 4 * batch * _elements(graph, head.inputs[0]),
         "backward_working_bytes": int(_backward_working_elements(trainer) * 4 * batch),
         "weight_update_bytes": 3 * 4 * int(weight_elements),
+        "optimizer_state_bytes": 3 * 4 * int(momentum_elements),
     }
 
 

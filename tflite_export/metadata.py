@@ -23,10 +23,14 @@ import numpy as np
 
 FORMAT = "keras_medyate.tflite_export"
 #: 2: `train` takes the selected channels of every layer (`train_channel_inputs`).
-FORMAT_VERSION = 2
+#: 3: the Keras optimizer on the device (`optimizer`; its step, schedule and
+#: momentum buffers in the state; `set_schedule`).
+FORMAT_VERSION = 3
 #: Signatures every exported model has (names are part of the contract).
 SIGNATURES = ("infer", "train", "resample", "set_mask", "get_weights", "set_weights",
-              "get_state", "set_state", "set_learning_rate", "metadata")
+              "get_state", "set_state", "set_learning_rate", "set_schedule", "metadata")
+#: Signatures added after format version 2 (older files lack them).
+SIGNATURES_SINCE = {"set_schedule": 3}
 #: Sampler state tensors, with their dtype, in `get_state`/`set_state` order.
 STATE_TENSORS = (
     ("mask", "float32", "pool"),
@@ -38,6 +42,21 @@ STATE_TENSORS = (
     ("epoch", "int32", "scalar"),
     ("max_filled", "float32", "scalar"),
 )
+#: Optimizer state tensors every file of format >= 3 has, after the sampler's;
+#: the momentum buffers (`"<weight tensor>_momentum"`) follow when momentum > 0.
+OPTIMIZER_STATE_TENSORS = (
+    ("step", "int32", [1]),
+    ("learning_rate_schedule", "float32", [5]),
+)
+
+
+#: The oldest runtimes found to train the default export correctly (replayed call for
+#: call against ai-edge-litert 2.3: benchmarks/runtimes/README.md).
+MIN_RUNTIME = {
+    "interpreter": "ai-edge-litert 1.0.0 or tflite-runtime / TensorFlow Lite 2.13.0",
+    "compiled_model": "ai-edge-litert 2.2.0 (LiteRT 2.x CompiledModel)",
+    "web": "@litertjs/core 2.5.3 (static shapes only)",
+}
 
 
 class MetadataError(ValueError):
@@ -55,14 +74,37 @@ def channel_input_names(layer_names):
     return [tensor_name(f"{name}/channels") for name in layer_names]
 
 
+def momentum_name(key):
+    """The state tensor name of a weight's momentum buffer."""
+    return tensor_name(f"{key}/momentum")
+
+
+def optimizer_state(weight_shapes, momentum):
+    """(name, dtype, shape) of the optimizer's state tensors, in `get_state` order.
+
+    Args:
+        weight_shapes: list of (key, shape, ...) of the trained weights.
+        momentum: bool, whether the optimizer keeps momentum buffers.
+    """
+    tensors = [(name, dtype, list(shape)) for name, dtype, shape in OPTIMIZER_STATE_TENSORS]
+    if momentum:
+        tensors += [(momentum_name(key), "float32", [int(d) for d in shape])
+                    for key, shape, *_ in weight_shapes]
+    return tensors
+
+
 def build(*, model_name, input_shape, num_classes, output_softmax, batch_size,
           infer_batch_size, learning_rate, epsilon, fill, plan, weight_shapes,
-          version, kernel_gradients="selected", memory=None):
+          version, kernel_gradients="selected", memory=None, optimizer=None,
+          optimizer_tensors=(), capacities=None):
     """The metadata dict of one export (see the module docstring).
 
     Args:
         weight_shapes: list of (key, shape, channel_axis or None) in signature order.
         plan: the `Plan`; its pool gives the channel layout.
+        optimizer: dict, `OptimizerSpec.to_config()`.
+        optimizer_tensors: list of (name, dtype, shape) from `optimizer_state`.
+        capacities: list of int per pool layer (static channel lists) or None.
         Others: as in `export_training_model`.
     """
     pool = plan.pool
@@ -99,14 +141,23 @@ def build(*, model_name, input_shape, num_classes, output_softmax, batch_size,
         "weights": weights,
         "state": [{"tensor": name, "dtype": dtype,
                    "shape": [int(pool.size)] if kind == "pool" else [1]}
-                  for name, dtype, kind in STATE_TENSORS],
+                  for name, dtype, kind in STATE_TENSORS]
+                 + [{"tensor": name, "dtype": dtype, "shape": list(shape)}
+                    for name, dtype, shape in optimizer_tensors],
+        "optimizer": optimizer,
+        "min_runtime": dict(MIN_RUNTIME),
         "signatures": list(SIGNATURES),
         "kernel_gradients": kernel_gradients,
         "memory_model": memory,
         "train_channel_inputs": (
-            [{"layer": name, "tensor": tensor}
-             for name, tensor in zip(pool.layer_names, channel_input_names(pool.layer_names))]
+            [{"layer": name, "tensor": tensor,
+              "capacity": None if capacities is None else int(capacity)}
+             for name, tensor, capacity in zip(
+                 pool.layer_names, channel_input_names(pool.layer_names),
+                 capacities or [None] * len(pool.layer_names))]
             if kernel_gradients == "selected" else []),
+        "static_shapes": infer_batch_size is not None and (
+            kernel_gradients == "dense" or capacities is not None),
     }
 
 

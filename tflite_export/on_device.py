@@ -1,17 +1,19 @@
-"""`OnDeviceTrainer`: drives an exported model through the LiteRT interpreter.
+"""`OnDeviceTrainer`: drives an exported model through LiteRT.
 
 This is the reference for what the Android app does: every method is one
-`runSignature` call (or a loop of them, for `fit`), with the same signature
-and tensor names. It imports numpy, `ai_edge_litert` and keras-medyate's
-numpy-only `ChannelPool` (no TensorFlow, no Keras), so it runs in a lean
-process.
+signature call (`runSignature` on the Interpreter, `run` on a CompiledModel)
+or a loop of them, for `fit`, with the same signature and tensor names. It
+runs on LiteRT's Interpreter or its 2.x CompiledModel API
+(`tflite_export.runtimes`), and imports numpy, `ai_edge_litert` and
+keras-medyate's numpy-only `ChannelPool` (no TensorFlow, no Keras), so it
+runs in a lean process.
 
 Example:
 
 ```python
 from tflite_export import OnDeviceTrainer
 
-trainer = OnDeviceTrainer("medyate.tflite", num_threads=2)
+trainer = OnDeviceTrainer("medyate.tflite", num_threads=2)   # or runtime="compiled_model"
 selection = trainer.resample(seed=0)        # MeDyate, on the device
 print(selection.cost_units, {k: len(v) for k, v in selection.channels.items()})
 loss = trainer.train(x_batch, y_batch)      # one SGD step on the selected channels
@@ -21,17 +23,22 @@ trainer.set_weights(trainer.get_weights())  # persistence round trip
 
 import dataclasses
 import os
+import time
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
-from ai_edge_litert.interpreter import OpResolverType
 
+from keras_medyate import console
 from keras_medyate.strategies.base import ChannelPool
 from tflite_export import flatbuffer
 from tflite_export import memory_model
 from tflite_export import metadata as metadata_lib
+from tflite_export import runtimes
 
 _UNUSED = {"unused": np.zeros(1, np.int32)}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """`train` met a NaN/inf loss or gradient; the file skipped that update."""
 
 
 @dataclasses.dataclass
@@ -68,6 +75,11 @@ class OnDeviceTrainer:
             working set and packed weights, measured in
             `tflite_export/README.md`). Android: `Interpreter.Options()
             .setUseXNNPACK(...)`. Defaults to True.
+        runtime: `"interpreter"` (default: LiteRT's `Interpreter` and its
+            signature runners, Android's `Interpreter.runSignature`) or
+            `"compiled_model"` (LiteRT 2.x `CompiledModel` with tensor
+            buffers, Android's Kotlin `CompiledModel`; needs ai-edge-litert
+            >= 2.2). Both give the same results (`tests/test_runtimes.py`).
 
     Attributes:
         metadata: dict, the JSON embedded in the file (layers, pool, shapes).
@@ -84,7 +96,7 @@ class OnDeviceTrainer:
         metadata.MetadataError: a LiteRT model not exported by keras-medyate.
     """
 
-    def __init__(self, path, num_threads=2, use_xnnpack=True):
+    def __init__(self, path, num_threads=2, use_xnnpack=True, runtime="interpreter"):
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No model file at {path!r}.")
@@ -96,26 +108,33 @@ class OnDeviceTrainer:
                 "the file written by `tflite_export.export_training_model`."
             )
         try:
-            resolver = ({} if use_xnnpack else {"experimental_op_resolver_type":
-                                                 OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES})
-            self._interpreter = Interpreter(model_path=path, num_threads=int(num_threads),
-                                            **resolver)
-            available = set(self._interpreter.get_signature_list())
+            # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" and the like.
+            with console.quiet_native_logs():
+                self._model = runtimes.open_model(path, runtime=runtime,
+                                                  num_threads=num_threads,
+                                                  use_xnnpack=use_xnnpack)
+                available = set(self._model.signature_names())
+        except runtimes.InvalidOptionError:
+            raise
         except (ValueError, RuntimeError) as error:
             raise flatbuffer.CorruptModelError(
-                f"{path!r} could not be loaded by the LiteRT interpreter ({error}). The file "
+                f"{path!r} could not be loaded by the LiteRT {runtime} ({error}). The file "
                 "is damaged or truncated; re-export or re-download it."
             ) from error
-        missing = [s for s in metadata_lib.SIGNATURES if s not in available]
+        missing = [s for s in metadata_lib.SIGNATURES
+                   if s not in available and s not in metadata_lib.SIGNATURES_SINCE]
         if missing:
             raise metadata_lib.MetadataError(
                 f"{path!r} lacks the signatures {missing} (it has {sorted(available)}); it "
                 "was not written by `tflite_export.export_training_model`."
             )
         self.path = path
-        self._runners = {}
+        self.runtime = runtime
+        self._signatures = available
         try:
-            raw = self._run("metadata", **_UNUSED)["json"]
+            # The first call applies XNNPACK (LiteRT logs it): quietly.
+            with console.quiet_native_logs():
+                raw = self._run("metadata", **_UNUSED)["json"]
         except (KeyError, ValueError) as error:
             raise metadata_lib.MetadataError(
                 f"The `metadata` signature of {path!r} does not take `unused` and return "
@@ -135,21 +154,37 @@ class OnDeviceTrainer:
         # selected channels of every layer, derived from the current mask.
         self._channel_inputs = [entry["tensor"] for entry
                                 in self.metadata.get("train_channel_inputs", [])]
+        # Static files give each list a fixed length (padded with -1).
+        self._capacities = [entry.get("capacity") for entry
+                            in self.metadata.get("train_channel_inputs", [])]
         self._mask = self.get_state()["mask"] if self._channel_inputs else None
+        #: The on-device optimizer (`tflite_export.optimizer.OptimizerSpec.to_config`);
+        #: files older than format 3 ran plain SGD.
+        self.optimizer = self.metadata.get("optimizer") or {
+            "name": "SGD", "momentum": 0.0, "schedule": None, "recipe": None}
 
     def _run(self, signature, **inputs):
-        if signature not in self._runners:
-            self._runners[signature] = self._interpreter.get_signature_runner(signature)
-        return self._runners[signature](**inputs)
+        # Every signature call goes through here (benchmarks/runtime_matrix.py records them).
+        return self._model.run(signature, **inputs)
 
     # --- training and inference ---------------------------------------------------
 
     def train(self, x, y):
-        """One SGD step on a batch of exactly `batch_size` samples; returns the loss.
+        """One optimizer step on a batch of exactly `batch_size` samples; returns the loss.
+
+        The step is the exported optimizer's (`self.optimizer`: SGD with its
+        momentum, clip, weight decay and learning-rate schedule).
 
         Args:
             x: float array (batch_size, H, W, C), preprocessed like the Keras input.
             y: int array (batch_size,) of class indices.
+
+        Raises:
+            ValueError: a wrong shape, NaN/inf pixels or labels out of range
+                (nothing is run).
+            NonFiniteLossError: the loss or a gradient was NaN/inf; the file
+                skipped the update, so the weights and state are those before
+                the batch.
         """
         x = self._images(x, self.batch_size, "train")
         y = np.asarray(y)
@@ -159,9 +194,33 @@ class OnDeviceTrainer:
                 f"{y.dtype} {y.shape}."
             )
         if y.min() < 0 or y.max() >= self.num_classes:
-            raise ValueError(f"Labels must be in [0, {self.num_classes}), got {y.min()}..{y.max()}.")
-        return float(self._run("train", x=x, y=y.astype(np.int32),
+            bad = np.flatnonzero((y < 0) | (y >= self.num_classes))
+            raise ValueError(
+                f"Labels must be in [0, {self.num_classes}) (this model has {self.num_classes} "
+                f"classes), got {y.min()}..{y.max()}: sample(s) {bad[:5].tolist()} of the batch.")
+        if not np.all(np.isfinite(x)):
+            bad = np.flatnonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1))
+            raise ValueError(
+                f"The batch holds NaN or infinite pixels in sample(s) {bad[:5].tolist()}; "
+                "training on it would destroy the weights. Fix or drop those images.")
+        loss = float(self._run("train", x=x, y=y.astype(np.int32),
                                **self._channel_lists())["loss"][0])
+        if not np.isfinite(loss):
+            raise NonFiniteLossError(
+                f"The training loss became {loss} (learning rate {self.learning_rate():.4g}); "
+                "the step was not applied. Lower the learning rate (export with a smaller "
+                "one, or `set_learning_rate`), or check the inputs' preprocessing.")
+        return loss
+
+    def learning_rate(self):
+        """The learning rate the next `train` step uses (from the file's schedule and step)."""
+        state = self.get_state()
+        if "learning_rate_schedule" not in state:
+            return float(self.metadata["learning_rate"])
+        from tflite_export import optimizer as optimizer_lib  # noqa: PLC0415 - numpy part only
+
+        return optimizer_lib.numpy_learning_rate(state["learning_rate_schedule"],
+                                                 int(state["step"][0]))
 
     def predicted_train_memory(self, mask=None):
         """What `train` keeps beyond `infer`, predicted in bytes (`memory_model`).
@@ -187,23 +246,44 @@ class OnDeviceTrainer:
             return {}
         # Every channel with mask > 0 (what `train` and `resample` count as selected).
         channels = self.pool.to_dict(np.flatnonzero(self._mask > 0.0))
-        return {tensor: channels[name].astype(np.int32)
-                for tensor, name in zip(self._channel_inputs, self.layer_names)}
+        lists = {}
+        for tensor, name, capacity in zip(self._channel_inputs, self.layer_names,
+                                          self._capacities):
+            listed = channels[name].astype(np.int32)
+            if capacity is not None:
+                if len(listed) > capacity:
+                    raise ValueError(
+                        f"{len(listed)} channels of {name!r} are selected, but this file's "
+                        f"static `train` takes at most {capacity} (what the budget of "
+                        f"{self.budget_units:,} units admits). Select fewer, or export with "
+                        "`static_shapes=False`.")
+                listed = np.concatenate([listed, np.full(capacity - len(listed), -1, np.int32)])
+            lists[tensor] = listed
+        return lists
 
     def _remember_mask(self, mask):
         if self._channel_inputs:
             self._mask = np.asarray(mask, np.float32).copy()
 
     def infer(self, x, logits=False):
-        """Class probabilities (or logits) for a batch of images.
+        """Class probabilities (or logits) for a batch of any size.
 
-        With a dynamic-batch export any batch size works; otherwise the batch
-        must have the exported `infer_batch_size`.
+        A file with a fixed `infer_batch_size` is called on chunks of that
+        size (the last one padded; the padding's outputs are dropped).
         """
-        expected = self.metadata.get("infer_batch_size")
-        x = self._images(x, expected, "infer")
-        outputs = self._run("infer", x=x)
-        return outputs["logits" if logits else "probabilities"]
+        fixed = self.metadata.get("infer_batch_size")
+        x = self._images(x, None, "infer")
+        key = "logits" if logits else "probabilities"
+        if not fixed:
+            return self._run("infer", x=x)[key]
+        outputs = []
+        for start in range(0, len(x), fixed):
+            chunk = x[start:start + fixed]
+            count = len(chunk)
+            if count < fixed:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - count, axis=0)])
+            outputs.append(np.array(self._run("infer", x=chunk)[key][:count]))
+        return np.concatenate(outputs)
 
     def _images(self, x, batch, signature):
         x = np.asarray(x)
@@ -286,12 +366,38 @@ class OnDeviceTrainer:
         return self.pool.cost_of(np.flatnonzero(np.asarray(mask) > 0))
 
     def set_learning_rate(self, learning_rate):
-        """Sets the SGD learning rate used by `train`."""
+        """Sets a constant learning rate for `train` (it replaces the schedule)."""
         rate = float(learning_rate)
         if not np.isfinite(rate) or rate <= 0:
             raise ValueError(f"`learning_rate` must be a positive finite float, got {learning_rate!r}.")
         return float(self._run("set_learning_rate",
                                learning_rate=np.array([rate], np.float32))["learning_rate"][0])
+
+    def set_schedule(self, schedule, step=0):
+        """Sets the learning-rate schedule and the step it starts from.
+
+        Args:
+            schedule: the five numbers of a Keras `CosineDecay`
+                (`tflite_export.optimizer.SCHEDULE_FIELDS`, e.g.
+                `keras_medyate.recipe.schedule_numbers(0.05, steps, epochs)`),
+                as a sequence or a dict.
+            step: int, the optimizer step to continue from. Defaults to 0.
+
+        Returns:
+            float, the learning rate of that step.
+        """
+        from tflite_export import optimizer as optimizer_lib  # noqa: PLC0415
+
+        if "set_schedule" not in self._signatures:
+            raise ValueError(
+                f"{self.path!r} (metadata format {self.metadata.get('format_version')}) has no "
+                "`set_schedule`; re-export it with this keras-medyate.")
+        numbers = optimizer_lib.check_schedule(schedule)
+        step = int(step)
+        if not 0 <= step < 2**31:
+            raise ValueError(f"`step` must be an int in [0, 2**31), got {step}.")
+        outputs = self._run("set_schedule", schedule=numbers, step=np.array([step], np.int32))
+        return float(outputs["learning_rate"][0])
 
     # --- persistence ----------------------------------------------------------------
 
@@ -315,20 +421,27 @@ class OnDeviceTrainer:
         self._run("set_weights", **inputs)
 
     def get_state(self):
-        """dict name → ndarray of the sampler state (see README: state tensors)."""
+        """dict name → ndarray of the sampler and optimizer state (README: state tensors)."""
         return dict(self._run("get_state", **_UNUSED))
 
     def set_state(self, state):
-        """Restores a state from `get_state()` (all tensors required).
+        """Restores a state from `get_state()`.
+
+        Every sampler tensor is required; optimizer tensors (`step`, the
+        schedule, momentum buffers) that `state` lacks keep their current
+        value (so the sampler state of a `ChannelResampler` can be copied in).
 
         Raises:
-            ValueError: a missing or unknown name, or a wrong shape.
+            ValueError: a missing sampler tensor, an unknown name, or a wrong shape.
         """
         arrays = self._checked(state, {k: s["shape"] for k, s in self._state.items()},
                                "state tensor", "get_state()")
-        missing = sorted(set(self._state) - set(arrays))
+        sampler = {name for name, _, _ in metadata_lib.STATE_TENSORS}
+        missing = sorted((set(self._state) & sampler) - set(arrays))
         if missing:
-            raise ValueError(f"`set_state` needs every state tensor; missing {missing}.")
+            raise ValueError(f"`set_state` needs every sampler state tensor; missing {missing}.")
+        if set(self._state) - set(arrays):
+            arrays = {**self.get_state(), **arrays}
         self._run("set_state", **{k: arrays[k].astype(self._state[k]["dtype"])
                                   for k in self._state})
         self._remember_mask(arrays["mask"])
@@ -356,38 +469,119 @@ class OnDeviceTrainer:
 
     # --- the training loop ------------------------------------------------------------
 
-    def fit(self, dataset, epochs, seed=0, verbose=0):
+    def fit(self, dataset, epochs, seed=0, verbose=0, validation_data=None, schedule="auto",
+            initial_epoch=0):
         """What the app runs: per epoch, `resample(seed)` then `train` on every batch.
+
+        A file exported without `optimizer=` runs the recommended recipe
+        (`keras_medyate.recipe`: one warm-up epoch, then cosine decay to 0,
+        per-variable clip 1): `fit` first sets its schedule over `epochs`
+        epochs of this dataset (`set_schedule`), the step counter at 0 (at
+        `initial_epoch` epochs in, as Keras' `fit(initial_epoch=...)`). A
+        file exported with a Keras optimizer follows that optimizer's own
+        schedule from its current step. Call `fit` once with every epoch
+        (`validation_data` gives the per-epoch accuracy); after a restart
+        (`set_weights` + `set_state`), continue with the same `epochs` and
+        `initial_epoch` = the epochs done.
 
         Args:
             dataset: iterable of (x, y) batches (numpy arrays, a
                 `tf.data.Dataset`, …) or a tuple (x, y) of arrays. Batches
                 are regrouped into `batch_size` samples; a last partial batch
-                is dropped (the `train` batch is static).
-            epochs: int.
+                is dropped (the `train` batch is static). Iterated once per
+                epoch (and once more first, to count its batches, when the
+                recipe's schedule is set and the dataset has no `len`).
+            epochs: int, the last epoch (as in Keras: the total with
+                `initial_epoch` = 0).
             seed: int, passed to every `resample`.
             verbose: int, 1 prints a line per epoch.
+            validation_data: optional dataset as `dataset`: its accuracy
+                (`evaluate`) is recorded after every epoch.
+            schedule: `"auto"` (default: the recipe's schedule when the file
+                was exported with it, else the file's own), `"recipe"` (set
+                the recipe's schedule whatever the file) or `"file"` (never
+                touch the file's schedule and step).
+            initial_epoch: int, the epoch to start at (the recipe's schedule
+                then starts at `initial_epoch * steps_per_epoch`). Defaults to 0.
 
         Returns:
-            list of dicts per epoch: `loss` (mean), `steps`, `selection`.
+            list of dicts per epoch: `loss` (mean), `steps`, `seconds` (of
+            the training steps), `learning_rate` (at the epoch's end),
+            `selection`, and `val_accuracy` with `validation_data`.
+
+        Raises:
+            NonFiniteLossError: the loss became NaN/inf; that step was not
+                applied and `fit` stops (the message names the epoch and step).
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"`epochs` must be a positive int, got {epochs!r}.")
+        if schedule not in ("auto", "recipe", "file"):
+            raise ValueError(f"`schedule` must be 'auto', 'recipe' or 'file', got {schedule!r}.")
+        if (isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int)
+                or not 0 <= initial_epoch < epochs):
+            raise ValueError(f"`initial_epoch` must be an int in [0, epochs={epochs}), got "
+                             f"{initial_epoch!r}.")
+        recipe = self.optimizer.get("recipe")
+        if schedule == "recipe" or (schedule == "auto" and recipe):
+            from keras_medyate import recipe as recipe_lib  # noqa: PLC0415 - no TF
+
+            recipe = recipe or {"peak_learning_rate": recipe_lib.LEARNING_RATE,
+                                "warmup_epochs": recipe_lib.WARMUP_EPOCHS}
+            steps = self.steps_per_epoch(dataset)
+            self.set_schedule(recipe_lib.schedule_numbers(
+                recipe["peak_learning_rate"], steps, epochs, recipe["warmup_epochs"]),
+                step=initial_epoch * steps)
         history = []
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             selection = self.resample(seed)
-            losses = [self.train(x, y) for x, y in self._batches(dataset)]
+            losses = []
+            start = time.perf_counter()
+            for x, y in self._batches(dataset):
+                try:
+                    losses.append(self.train(x, y))
+                except NonFiniteLossError as error:
+                    raise NonFiniteLossError(
+                        f"Epoch {epoch + 1}, step {len(losses) + 1}: {error}") from error
+            seconds = time.perf_counter() - start
             if not losses:
                 raise ValueError(f"The dataset holds fewer than batch_size={self.batch_size} "
                                  "samples: no training step ran.")
             record = {"epoch": epoch, "loss": float(np.mean(losses)), "steps": len(losses),
+                      "seconds": seconds, "learning_rate": self.learning_rate(),
                       "selection": selection}
+            if validation_data is not None:
+                record["val_accuracy"] = self.evaluate(validation_data)
             history.append(record)
             if verbose:
-                print(f"epoch {epoch + 1}: loss {record['loss']:.4f}, "
+                accuracy = (f", val accuracy {record['val_accuracy']:.4f}"
+                            if "val_accuracy" in record else "")
+                print(f"epoch {epoch + 1}: loss {record['loss']:.4f}{accuracy}, "
                       f"{selection.num_channels} channels, {selection.cost_units:,}/"
-                      f"{self.budget_units:,} units")
+                      f"{self.budget_units:,} units, {seconds:.1f} s")
         return history
+
+    def steps_per_epoch(self, dataset):
+        """How many `train` steps one epoch of `dataset` makes (full batches only).
+
+        Arrays are counted from their length; any other dataset is iterated
+        once (its samples regrouped as `fit` regroups them).
+        """
+        if isinstance(dataset, tuple) and len(dataset) == 2 and hasattr(dataset[0], "shape"):
+            return len(dataset[0]) // self.batch_size
+        return sum(1 for _ in self._batches(dataset))
+
+    def evaluate(self, dataset):
+        """Top-1 accuracy (0..1) of `infer` over a dataset of (x, y) batches or a tuple (x, y)."""
+        if isinstance(dataset, tuple) and len(dataset) == 2 and hasattr(dataset[0], "shape"):
+            dataset = [dataset]
+        correct = total = 0
+        for x, y in dataset:
+            logits = self.infer(np.asarray(x), logits=True)
+            correct += int(np.sum(np.argmax(logits, axis=-1) == np.asarray(y).reshape(-1)))
+            total += len(logits)
+        if total == 0:
+            raise ValueError("The evaluation dataset is empty.")
+        return correct / total
 
     def _batches(self, dataset):
         if isinstance(dataset, tuple) and len(dataset) == 2 and hasattr(dataset[0], "shape"):

@@ -1,5 +1,11 @@
 """CSV, markdown summary and plots of a paper comparison.
 
+Every accuracy cell states how many runs it holds (`n=3`); a cell of one run
+is labelled as such, with no spread. Paired tests pair only runs that share a
+seed and a budget. Rows of the LiteRT runtime stand next to the Keras rows of
+the same method, with the probe and full fine-tuning, and the per-epoch
+accuracy curves (`epoch_top1`) are tabulated.
+
 Example:
 
 ```python
@@ -18,31 +24,72 @@ import os
 
 import numpy as np
 
-from keras_medyate.comparison.runner import BUDGET_FREE, CSV_COLUMNS
+from keras_medyate.comparison.settings import BUDGET_FREE, CSV_COLUMNS
 
 NUMERIC = {"budget_units", "seed", "top1", "epochs", "train_seconds", "peak_memory_mb",
            "update_memory_kb", "epoch_seconds", "first_epoch_seconds",
            "resample_seconds_per_epoch", "explored",
            "search_space_layers", "channels_per_epoch", "full_memory_kb", "resolution",
            "train_images", "test_images", "learning_rate", "augment", "clipnorm",
-           "warmup_epochs", "probe_l2", "probe_seconds"}
+           "warmup_epochs", "probe_l2", "probe_seconds", "retries", "threads", "batch_size",
+           "epoch_eval_seconds"}
+#: Values of columns older CSVs lack (written before the column existed).
+MISSING_DEFAULTS = {"runtime": "keras", "evaluated_on": "test", "retries": "0",
+                    "epoch_top1": ""}
+RUNTIME_LABELS = {"keras": "Keras", "litert": "LiteRT"}
 
 
 def run_key(row):
-    """What identifies a run (for resuming): model, dataset, method, budget, seed."""
-    return (row["model"], row["dataset"], row["method"], int(row["budget_units"]), int(row["seed"]))
+    """What identifies a run (for resuming): model, dataset, method, budget, seed, runtime."""
+    return (row["model"], row["dataset"], row["method"], int(row["budget_units"]),
+            int(row["seed"]), row.get("runtime") or "keras")
 
 
 def read_csv(path):
-    """Rows of a comparison CSV (numbers parsed), or [] if the file is absent."""
+    """Rows of a comparison CSV (numbers parsed, `epoch_top1` a list of floats), or []."""
     if not os.path.exists(path):
         return []
     with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        for key in NUMERIC & set(row):
-            row[key] = float(row[key]) if row[key] not in ("", None) else math.nan
-    return rows
+        return [normalize(row) for row in csv.DictReader(f)]
+
+
+def normalize(row):
+    """A row as `read_csv` gives it (numbers parsed, `epoch_top1` a list of floats,
+    defaults for columns older CSVs lack), from a CSV row or `run_one`'s dict."""
+    row = dict(row)
+    for key, value in MISSING_DEFAULTS.items():
+        if row.get(key) is None or (row.get(key) == "" and value != ""):
+            row[key] = value
+    for key in NUMERIC & set(row):
+        value = row[key]
+        row[key] = float(value) if value not in ("", None) else math.nan
+    top1 = row["epoch_top1"]
+    if isinstance(top1, str):
+        row["epoch_top1"] = [float(v) if v else math.nan for v in top1.split(";")] if top1 else []
+    return row
+
+
+def check_csv(path, evaluated_on):
+    """Raises ValueError unless new rows can join the CSV at `path` (absent is fine).
+
+    Rows of an older version (other columns: measured under another protocol)
+    or evaluated on another split must not be mixed with new ones.
+    """
+    if not os.path.exists(path):
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), [])
+    if tuple(header) != CSV_COLUMNS:
+        missing = [c for c in CSV_COLUMNS if c not in header]
+        raise ValueError(
+            f"{path} was written by another version of the comparison (columns "
+            f"{', '.join(missing) or 'in another order'} differ): its runs were measured under "
+            "another protocol and cannot be resumed. Move it away or choose another --out.")
+    splits = {r.get("evaluated_on") for r in read_csv(path)}
+    if splits - {evaluated_on}:
+        raise ValueError(
+            f"{path} holds runs evaluated on {', '.join(sorted(splits))}, not "
+            f"{evaluated_on}: choose another --out for --eval_on={evaluated_on}.")
 
 
 def append_csv(path, row):
@@ -68,6 +115,17 @@ def _mean_std(values):
     return values.mean(), std
 
 
+def cell(values, digits=2):
+    """`mean ± std (n=N)`, or `value (1 run)` for a single run, or '' for none."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f} (1 run)"
+    mean, std = _mean_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={len(values)})"
+
+
 def _paired_t(differences):
     """Two-sided paired t-test p-value (scipy if present), or NaN."""
     differences = np.asarray(differences, np.float64)
@@ -84,30 +142,43 @@ def _paired_t(differences):
 DEPLOYABLE_BASELINES = ("trady", "lara_trady", "full_random", "static_random", "sparse_update")
 
 
+def method_label(method, runtime="keras"):
+    """`medyate` for a Keras run, `medyate (LiteRT)` for another runtime."""
+    return method if runtime == "keras" else f"{method} ({RUNTIME_LABELS.get(runtime, runtime)})"
+
+
+def _keras(rows):
+    return [r for r in rows if r["runtime"] == "keras"]
+
+
+def _split_name(rows):
+    splits = sorted({r["evaluated_on"] for r in rows})
+    return "/".join(splits) or "test"
+
+
 def accuracy_table(rows):
-    """Top-1 % (mean ± std over seeds) with one column per budget: a markdown table."""
+    """Top-1 % per method (and runtime) × budget: mean ± std and run count per cell."""
     budgets = sorted({r["budget_units"] for r in rows if r["method"] not in BUDGET_FREE})
-    lines = ["| method | " + " | ".join(f"{int(b):,}" for b in budgets) + " | seeds |",
-             "|---|" + "---|" * (len(budgets) + 1)]
-    for (method,), group in _groups(rows, ("method",)).items():
+    lines = ["| method | " + " | ".join(f"{int(b):,}" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for (method, runtime), group in _groups(rows, ("method", "runtime")).items():
+        label = method_label(method, runtime)
         if method in BUDGET_FREE:
-            mean, std = _mean_std([r["top1"] for r in group])
-            label = {"full": f"full ({int(group[0]['budget_units']):,} units)"}.get(method, method)
-            cells = [f"{mean:.2f} ± {std:.2f} (any budget)"] + [""] * (len(budgets) - 1)
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(group)} |")
+            if method == "full":
+                label += f" ({int(group[0]['budget_units']):,} units)"
+            cells = [cell([r["top1"] for r in group]) + " (any budget)"] + [""] * (len(budgets) - 1)
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
             continue
         by_budget = _groups(group, ("budget_units",))
-        cells = []
-        for budget in budgets:
-            values = [r["top1"] for r in by_budget.get((budget,), [])]
-            cells.append("" if not values else "{:.2f} ± {:.2f}".format(*_mean_std(values)))
-        seeds = len({r["seed"] for r in group})
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {seeds} |")
+        cells = [cell([r["top1"] for r in by_budget.get((b,), [])]) for b in budgets]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
 def acceptance_lines(rows, reference="medyate"):
-    """MeDyate against the bars of the recipe issue, per budget (means over seeds)."""
+    """MeDyate (Keras) against the bars of the recipe issue, per budget (means over seeds)."""
+    rows = _keras(rows)
+
     def mean(method, budget=None):
         values = [r["top1"] for r in rows if r["method"] == method
                   and (budget is None or r["budget_units"] == budget)]
@@ -138,29 +209,125 @@ def acceptance_lines(rows, reference="medyate"):
     return lines
 
 
+def runtime_lines(rows, reference="medyate"):
+    """Keras vs LiteRT side by side, per budget, with the probe and full fine-tuning."""
+    others = sorted({r["runtime"] for r in rows if r["method"] == reference} - {"keras"})
+    if not others:
+        return []
+    lines = [f"{reference} trained in Keras and on the exported LiteRT file (same head, plan, "
+             "seed, data order, recipe, epochs); difference paired by seed; seconds per epoch "
+             "of training (evaluation excluded).", ""]
+    header = "| budget | Keras | " + " | ".join(RUNTIME_LABELS.get(o, o) for o in others)
+    header += " | " + " | ".join(f"{RUNTIME_LABELS.get(o, o)} − Keras (pairs)" for o in others)
+    header += " | linear probe | full | s/epoch Keras | " + " | ".join(
+        f"s/epoch {RUNTIME_LABELS.get(o, o)}" for o in others) + " |"
+    columns = 4 + 3 * len(others) + 1
+    lines += [header, "|---" * columns + "|"]
+    probe = [r["top1"] for r in rows if r["method"] == "linear_probe"]
+    full = [r["top1"] for r in _keras(rows) if r["method"] == "full"]
+    budgets = sorted({r["budget_units"] for r in rows if r["method"] == reference})
+    for budget in budgets:
+        runs = {runtime: {r["seed"]: r for r in rows if r["method"] == reference
+                          and r["runtime"] == runtime and r["budget_units"] == budget}
+                for runtime in ["keras", *others]}
+        keras_runs = runs["keras"]
+        differences = []
+        for other in others:
+            diff = [runs[other][s]["top1"] - keras_runs[s]["top1"]
+                    for s in sorted(set(runs[other]) & set(keras_runs))]
+            differences.append("" if not diff else
+                               f"{np.mean(diff):+.2f} ({len(diff)})")
+        speeds = [cell([r["epoch_seconds"] for r in runs[rt].values()])
+                  for rt in ["keras", *others]]
+        lines.append(
+            f"| {int(budget):,} | {cell([r['top1'] for r in keras_runs.values()])} | "
+            + " | ".join(cell([r["top1"] for r in runs[o].values()]) for o in others) + " | "
+            + " | ".join(differences) + f" | {cell(probe)} | {cell(full)} | "
+            + " | ".join(speeds) + " |")
+    return lines
+
+
+def epoch_curve_lines(rows):
+    """Mean top-1 after every epoch per method, runtime and budget (`epoch_top1`)."""
+    curves = [r for r in rows if r["epoch_top1"]]
+    if not curves:
+        return []
+    epochs = max(len(r["epoch_top1"]) for r in curves)
+    split = _split_name(curves)
+    lines = [f"Top-1 % on the {split} images after every epoch (mean over runs; the last "
+             "epoch is the run's top-1):", "",
+             "| method | budget | runs | " + " | ".join(str(e + 1) for e in range(epochs)) + " |",
+             "|---|---|---|" + "---|" * epochs]
+    for (method, runtime, budget), group in sorted(
+            _groups(curves, ("method", "runtime", "budget_units")).items(),
+            key=lambda item: (item[0][2], item[0][0], item[0][1])):
+        values = []
+        for epoch in range(epochs):
+            points = [r["epoch_top1"][epoch] for r in group if len(r["epoch_top1"]) > epoch
+                      and not math.isnan(r["epoch_top1"][epoch])]
+            values.append(f"{np.mean(points):.1f}" if points else "")
+        lines.append(f"| {method_label(method, runtime)} | {int(budget):,} | {len(group)} | "
+                     + " | ".join(values) + " |")
+    cost = [r["epoch_eval_seconds"] / max(len(r["epoch_top1"]), 1) for r in curves
+            if not math.isnan(r["epoch_eval_seconds"])]
+    images = sorted({int(r["test_images"]) for r in curves})
+    if cost:
+        lines += ["", f"Evaluation cost: {np.mean(cost):.2f} s per epoch on average "
+                  f"({', '.join(f'{i:,}' for i in images)} {split} images), left out of "
+                  "`train_seconds` and the seconds per epoch (`epoch_eval_seconds` in the CSV)."]
+    return lines
+
+
+def retry_lines(rows):
+    """The runs whose loss diverged and were restarted at a lower learning rate."""
+    retried = [r for r in rows if r["retries"] and not math.isnan(r["retries"])]
+    if not retried:
+        return ["No run diverged (no retry)."]
+    lines = [f"{len(retried)} run(s) diverged and were restarted at half the learning rate "
+             "(their row holds the last try):", ""]
+    for r in retried:
+        lines.append(f"- {method_label(r['method'], r['runtime'])}, budget "
+                     f"{int(r['budget_units']):,}, seed {int(r['seed'])}: {int(r['retries'])} "
+                     f"retr{'y' if r['retries'] == 1 else 'ies'}, learning rate "
+                     f"{r['learning_rate']:g}")
+    return lines
+
+
 def summary_markdown(rows, reference="medyate"):
-    """Mean ± std per method × budget, speed/memory, and paired comparisons."""
+    """Per model and dataset: accuracy cells, bars, runtimes, curves, speed/memory, pairs.
+
+    `rows`: from `read_csv`, or the dicts `runner.run_one` returns.
+    """
+    rows = [normalize(r) for r in rows]
     lines = []
     for (model, dataset), subset in _groups(rows, ("model", "dataset")).items():
-        lines += [f"### {model} on {dataset}", "", "Top-1 % (mean ± std over seeds):", "",
+        split = _split_name(subset)
+        seeds = sorted({int(r["seed"]) for r in subset})
+        lines += [f"### {model} on {dataset}", "",
+                  f"Top-1 % on the {split} images: mean ± std over the runs of each cell "
+                  f"(n = runs; seeds {', '.join(map(str, seeds))}; a seed picks the training "
+                  "images and their order for every method).", "",
                   *accuracy_table(subset), "", *acceptance_lines(subset, reference), "",
-                  "Every run (memory, time; timing columns are only comparable within one "
+                  *runtime_lines(subset, reference), "", *epoch_curve_lines(subset), "",
+                  *retry_lines(subset), "",
+                  "Every cell (memory, time; timing columns are only comparable within one "
                   "quiet run):", ""]
         full = [r for r in subset if r["method"] == "full"]
         full_epoch = np.mean([r["epoch_seconds"] for r in full]) if full else math.nan
-        lines.append("| method | budget (units) | top-1 % (mean ± std) | runs | update memory KB "
+        lines.append("| method | budget (units) | top-1 % | update memory KB "
                      "| TF peak MB | epoch s (× full) | resample s/epoch | explored |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
-        for (method, budget), group in sorted(
-                _groups(subset, ("method", "budget_units")).items(),
-                key=lambda item: (item[0][1], item[0][0])):
-            mean, std = _mean_std([r["top1"] for r in group])
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for (method, runtime, budget), group in sorted(
+                _groups(subset, ("method", "runtime", "budget_units")).items(),
+                key=lambda item: (item[0][2], item[0][0], item[0][1])):
             epoch = np.mean([r["epoch_seconds"] for r in group])
             ratio = f"{epoch / full_epoch:.2f}" if full else "–"
+            peaks = [r["peak_memory_mb"] for r in group if not math.isnan(r["peak_memory_mb"])]
             lines.append(
-                f"| {method} | {int(budget):,} | {mean:.2f} ± {std:.2f} | {len(group)} | "
+                f"| {method_label(method, runtime)} | {int(budget):,} | "
+                f"{cell([r['top1'] for r in group])} | "
                 f"{np.mean([r['update_memory_kb'] for r in group]):.1f} | "
-                f"{np.mean([r['peak_memory_mb'] for r in group]):.1f} | {epoch:.2f} ({ratio}) | "
+                f"{f'{np.mean(peaks):.1f}' if peaks else '–'} | {epoch:.2f} ({ratio}) | "
                 f"{np.mean([r['resample_seconds_per_epoch'] for r in group]):.4f} | "
                 f"{100 * np.mean([r['explored'] for r in group]):.0f} % |")
         lines += ["", *paired_lines(subset, reference), ""]
@@ -168,74 +335,110 @@ def summary_markdown(rows, reference="medyate"):
 
 
 def paired_lines(rows, reference="medyate"):
-    """`reference` minus each other method over the same (budget, seed) pairs."""
+    """`reference` minus each baseline, per budget, over runs sharing a seed (Keras runs)."""
+    rows = _keras(rows)
     ours = {(r["budget_units"], r["seed"]): r["top1"] for r in rows if r["method"] == reference}
     if not ours:
         return []
-    lines = [f"Paired comparison: {reference} minus baseline, same budget and seed "
-             "(positive = {reference} better; p from a two-sided paired t-test).".format(
-                 reference=reference), "",
-             "| baseline | pairs | mean difference (pts) | std | wins / ties / losses | p |",
-             "|---|---|---|---|---|---|"]
-    for method, group in _groups(rows, ("method",)).items():
-        method = method[0]
+    lines = [f"Paired comparison: {reference} minus baseline, per budget, over the runs that "
+             f"share a seed (positive = {reference} better; p from a two-sided paired t-test; "
+             "a pair is one seed, never one baseline run reused).", "",
+             "| baseline | budget | pairs | mean difference (pts) | std | wins / ties / losses "
+             "| p |", "|---|---|---|---|---|---|---|"]
+    budgets = sorted({b for b, _ in ours})
+    for (method,), group in _groups(rows, ("method",)).items():
         if method == reference:
             continue
-        if method in BUDGET_FREE:
-            seeds = {r["seed"]: r["top1"] for r in group}
-            pairs = [(v, seeds[s]) for (b, s), v in ours.items() if s in seeds]
-        else:
-            theirs = {(r["budget_units"], r["seed"]): r["top1"] for r in group}
-            pairs = [(v, theirs[k]) for k, v in ours.items() if k in theirs]
-        if not pairs:
-            continue
-        diff = np.array([a - b for a, b in pairs])
-        wins, ties = int((diff > 0).sum()), int((diff == 0).sum())
-        p = _paired_t(diff)
-        lines.append(f"| {method} | {len(diff)} | {diff.mean():+.2f} | "
-                     f"{diff.std(ddof=1) if diff.size > 1 else 0:.2f} | "
-                     f"{wins} / {ties} / {len(diff) - wins - ties} | "
-                     f"{'n/a' if math.isnan(p) else f'{p:.3f}'} |")
+        for budget in budgets:
+            if method in BUDGET_FREE:
+                theirs = {r["seed"]: r["top1"] for r in group}
+            else:
+                theirs = {r["seed"]: r["top1"] for r in group if r["budget_units"] == budget}
+            pairs = [(value, theirs[seed]) for (b, seed), value in sorted(ours.items())
+                     if b == budget and seed in theirs]
+            if not pairs:
+                continue
+            diff = np.array([a - b for a, b in pairs])
+            wins, ties = int((diff > 0).sum()), int((diff == 0).sum())
+            p = _paired_t(diff)
+            lines.append(f"| {method} | {int(budget):,} | {len(diff)} | {diff.mean():+.2f} | "
+                         f"{f'{diff.std(ddof=1):.2f}' if diff.size > 1 else '(1 pair)'} | "
+                         f"{wins} / {ties} / {len(diff) - wins - ties} | "
+                         f"{'n/a' if math.isnan(p) else f'{p:.3f}'} |")
     return lines
 
 
 def plot_accuracy_vs_budget(rows, path):
-    """Top-1 vs budget per method (mean ± std over seeds), one panel per dataset.
+    """Top-1 vs budget per method and runtime (mean ± std over seeds), one panel per dataset.
 
     Saves the figure to `path` and returns it (a `matplotlib.figure.Figure`,
     independent of pyplot, so notebooks keep their backend).
     """
     from matplotlib.figure import Figure
 
+    rows = [normalize(r) for r in rows]
     panels = _groups(rows, ("model", "dataset"))
     fig = Figure(figsize=(6 * len(panels), 4.2))
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, ((model, dataset), subset) in zip(axes[0], panels.items()):
         budgets = sorted({r["budget_units"] for r in subset
                           if r["method"] not in BUDGET_FREE})
-        for method, group in _groups(subset, ("method",)).items():
-            method = method[0]
+        for (method, runtime), group in _groups(subset, ("method", "runtime")).items():
+            label = method_label(method, runtime)
             by_budget = _groups(group, ("budget_units",))
             if method in BUDGET_FREE:
                 mean, std = _mean_std([r["top1"] for r in group])
                 style = {"full": ("--", "gray"), "classifier": (":", "black")}.get(
                     method, ("-.", "firebrick"))
                 ax.axhline(mean, linestyle=style[0], color=style[1],
-                           label=f"{method} ({mean:.1f} %)")
+                           label=f"{label} ({mean:.1f} %)")
                 continue
             xs = sorted(b for (b,) in by_budget)
             stats = [_mean_std([r["top1"] for r in by_budget[(b,)]]) for b in xs]
             ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o",
-                        capsize=3, label=method, linewidth=2.5 if method == "medyate" else 1.2)
+                        capsize=3, label=label, linewidth=2.5 if method == "medyate" else 1.2,
+                        linestyle="-" if runtime == "keras" else "--")
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xticks(budgets)
         ax.set_xticklabels([f"{int(b):,}\n({b * 4 / 1024:.0f} KB)" for b in budgets])
         ax.set_xlabel("memory budget, units (KB at 4 B/unit)")
-        ax.set_ylabel("top-1 test accuracy (%)")
+        ax.set_ylabel(f"top-1 {_split_name(subset)} accuracy (%)")
         ax.set_title(f"{model} on {dataset}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_epoch_curves(rows, path):
+    """Mean top-1 after every epoch, per method/runtime; one panel per dataset and budget."""
+    from matplotlib.figure import Figure
+
+    curves = [r for r in map(normalize, rows) if r["epoch_top1"]]
+    budgets = sorted({r["budget_units"] for r in curves if r["method"] not in BUDGET_FREE}) or [0]
+    panels = list(_groups(curves, ("model", "dataset")).items())
+    fig = Figure(figsize=(4.5 * len(budgets), 3.6 * len(panels)))
+    axes = fig.subplots(len(panels), len(budgets), squeeze=False)
+    for row_axes, ((model, dataset), subset) in zip(axes, panels):
+        for ax, budget in zip(row_axes, budgets):
+            for (method, runtime), group in _groups(subset, ("method", "runtime")).items():
+                if method not in BUDGET_FREE:
+                    group = [r for r in group if r["budget_units"] == budget]
+                if not group:
+                    continue
+                length = max(len(r["epoch_top1"]) for r in group)
+                mean = [np.nanmean([r["epoch_top1"][e] for r in group
+                                    if len(r["epoch_top1"]) > e]) for e in range(length)]
+                ax.plot(range(1, length + 1), mean, marker=".",
+                        linestyle="-" if runtime == "keras" else "--",
+                        label=method_label(method, runtime))
+            ax.set_title(f"{model} on {dataset}, {int(budget):,} units", fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"top-1 {_split_name(subset)} (%)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig

@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_medyate.data.augmentation import AugmentArg, resolve_augmentation
-from keras_medyate.data.cifar10 import find_cifar10
+from keras_medyate.data.cifar10 import SHIPPED_SOURCE, find_cifar10
+from keras_medyate.data.errors import DATA_DIR_ENV
 from keras_medyate.data.fashion_mnist import find_fashion_mnist
 from keras_medyate.data.folder import find_folder
 from keras_medyate.data.pipeline import (
@@ -57,6 +58,16 @@ class DatasetInfo:
     num_test: int
     image_size: Tuple[int, int]
     source: str
+
+
+def check_name(name: str) -> str:
+    """Returns the canonical form of a dataset name (``"folder:"`` for a folder).
+
+    Raises:
+        ValueError: For a name :func:`load` does not accept (the message lists
+            the accepted forms).
+    """
+    return _canonical_name(name)
 
 
 def _canonical_name(name: str) -> str:
@@ -132,11 +143,14 @@ def load(
     Data sources:
 
     - ``"cifar10"``: ``data_dir``, else ``$KERAS_MEDYATE_DATA_DIR``, holding
-      the unpacked ``cifar10_jpg/`` tree or ``cifar10_jpg.tar.gz`` (also
-      under ``cifar10/``). A tarball is unpacked once into
+      the unpacked ``cifar10_jpg/`` tree, ``cifar10_jpg.tar.gz`` or the
+      standard Python release ``cifar-10-batches-py/`` (also under
+      ``cifar10/``). A tarball is unpacked once into
       ``$KERAS_HOME/keras_medyate/datasets/`` (default
-      ``~/.keras/keras_medyate/datasets/``) and reused. Otherwise
-      ``keras.datasets.cifar10.load_data()`` downloads it.
+      ``~/.keras/keras_medyate/datasets/``) and reused. Otherwise Keras' own
+      cache of ``keras.datasets.cifar10.load_data()``, else that download;
+      last, with a warning, the 6,000-image subset shipped with the package
+      (500 training and 100 test images per class).
     - ``"fashion_mnist"``: IDX files in ``data_dir``, else in
       ``$KERAS_MEDYATE_DATA_DIR`` (or its ``fashion-mnist/`` sub-folder),
       else in ``/usr/share/datasets/fashion-mnist`` (Debian package
@@ -224,10 +238,21 @@ def load(
         canonical = FOLDER_PREFIX + raw.source
 
     num_classes = len(raw.class_names)
-    train = subset_per_class(
-        raw.train, train_per_class, num_classes, raw.class_names, seed, "train"
-    )
-    test = subset_per_class(raw.test, test_per_class, num_classes, raw.class_names, seed, "test")
+    try:
+        train = subset_per_class(
+            raw.train, train_per_class, num_classes, raw.class_names, seed, "train"
+        )
+        test = subset_per_class(
+            raw.test, test_per_class, num_classes, raw.class_names, seed, "test"
+        )
+    except ValueError as error:
+        if raw.source.startswith(SHIPPED_SOURCE):
+            raise ValueError(
+                f"{error} These are the images of the CIFAR-10 subset shipped with "
+                "keras-medyate (no full copy was found or downloaded): set "
+                f"${DATA_DIR_ENV} to a full copy, or run `python -c \"import keras; "
+                "keras.datasets.cifar10.load_data()\"` once online.") from None
+        raise
 
     if shuffle_seed is None:
         shuffle_seed = seed

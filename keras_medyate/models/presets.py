@@ -14,10 +14,12 @@ Where a preset's file is looked for, in order (:func:`resolve_weights`):
    (tests and CI point it at a read-only shared copy; no network needed);
 4. the cache ``$KERAS_HOME/keras_medyate/weights/`` (``KERAS_HOME`` defaults to
    ``~/.keras``);
-5. a download from the public tiny-training repository into that cache, with
+5. the copy shipped with the package (``keras_medyate/assets/``: ``mcunet-5fps.pkl``,
+   the demo's default, 1 MB, with its ``LICENSE.tiny-training``);
+6. a download from the public tiny-training repository into that cache, with
    ``keras.utils.get_file``, only when no local copy exists.
 
-Files found locally (2.-4.) are checked against the preset's SHA-256 (with
+Files found locally (2.-5.) are checked against the preset's SHA-256 (with
 `keras_medyate.files.verify_sha256`; a download is checked by
 ``keras.utils.get_file`` itself). A preset whose SHA-256 is unknown
 (``proxylessnas_w03``: the file was not available when the presets were
@@ -39,6 +41,7 @@ from keras_medyate.models import checkpoint
 
 __all__ = [
     "PRESETS",
+    "SHIPPED_DIR",
     "check_preset_file",
     "resolve_weights",
     "weights_cache_dir",
@@ -51,6 +54,10 @@ _BASE_URL = (
 
 #: Environment variable naming a local directory that holds the preset files.
 WEIGHTS_DIR_ENV = "KERAS_MEDYATE_WEIGHTS_DIR"
+
+#: The folder of the files shipped with the package (the checkpoints among them
+#: are found there without a download; see ``LICENSE.tiny-training`` beside them).
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 
 #: The pretrained checkpoints of the tiny-training model family (MIT license).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -189,7 +196,8 @@ def resolve_weights(
     2. Otherwise it must be a preset name (a key of :data:`PRESETS`, or the
        upstream file name such as ``"mcunet-5fps.pkl"``). Its file is looked
        for in ``weights_dir`` (if given), then ``$KERAS_MEDYATE_WEIGHTS_DIR``,
-       then the cache :func:`weights_cache_dir`, and is downloaded into the
+       then the cache :func:`weights_cache_dir`, then :data:`SHIPPED_DIR`
+       (``mcunet-5fps.pkl`` ships with the package), and is downloaded into the
        cache with ``keras.utils.get_file(..., file_hash=sha256)`` only if none
        of them holds it. Local files are verified against the pinned SHA-256.
 
@@ -240,6 +248,7 @@ def resolve_weights(
     if env_dir:
         candidates.append(os.path.join(os.path.expanduser(env_dir), fname))
     candidates.append(os.path.join(weights_cache_dir(), fname))
+    candidates.append(os.path.join(SHIPPED_DIR, fname))
     for candidate in candidates:
         if os.path.isfile(candidate):
             return _verify(candidate, preset)

@@ -46,6 +46,11 @@ def check_fill_mode(fill, modes=FILL_MODES, where="", hint=""):
         raise ValueError(f"{message} {hint}" if hint else message)
 
 
+def is_integer(value):
+    """True for Python and numpy integers; False for bools and floats (even 2.0)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 @dataclasses.dataclass(frozen=True)
 class ChannelPool:
     """All selectable input channels of a list of layers, flattened.
@@ -142,6 +147,48 @@ class ChannelPool:
                 )
             parts.append(np.unique(idx) + self.offsets[k])
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def check_flat_indices(self, flat_indices):
+        """The flat indices of a selection as an int64 array, checked.
+
+        Args:
+            flat_indices: 1-D integers (a list, tuple or array; empty allowed).
+
+        Returns:
+            int64 array of the same indices, in the given order.
+
+        Raises:
+            ValueError: not 1-D, not integers, out of `[0, size)` (a negative
+                index would silently count from the end), or repeated.
+        """
+        values = np.asarray(flat_indices)
+        if values.ndim != 1:
+            raise ValueError(
+                f"A selection must be a 1-D list of flat channel indices, got an array of "
+                f"shape {values.shape}. Pass e.g. `np.flatnonzero(mask)`, or "
+                "`plan.pool.from_dict({layer: channels})`."
+            )
+        if values.size and not (np.issubdtype(values.dtype, np.integer)
+                                and not np.issubdtype(values.dtype, np.bool_)):
+            raise ValueError(
+                f"Flat channel indices must be integers, got dtype {values.dtype} "
+                f"({values[:5].tolist()}…). Pass integer indices in [0, {self.size})."
+            )
+        values = values.astype(np.int64)
+        bad = values[(values < 0) | (values >= self.size)]
+        if bad.size:
+            raise ValueError(
+                f"Flat channel indices must be in [0, {self.size}) (the pool's "
+                f"{self.size} channels), got {bad[:5].tolist()}. Negative indices are not "
+                "counted from the end."
+            )
+        unique, counts = np.unique(values, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(
+                f"Flat channel indices must be distinct, got {unique[counts > 1][:5].tolist()} "
+                "more than once."
+            )
+        return values
 
     def flat_mask(self, flat_indices):
         """float32 0/1 mask over the whole pool (1 = selected)."""

@@ -1,0 +1,248 @@
+"""The comparison's protocol (issue 23): full fine-tuning trains every variable, a validation
+split from the training images, diverging runs retried at half the rate, per-cell counts and
+seed-paired tests in the report, fixed TensorFlow threads, and the LiteRT runtime's plumbing."""
+
+import csv
+import math
+import subprocess
+import sys
+import types
+
+import keras
+import numpy as np
+import pytest
+
+from keras_medyate import inventory, recipe
+from keras_medyate.comparison import report, runner, settings
+from keras_medyate.divergence import TrainingDivergedError
+from tests.helpers import REPO, small_cnn
+
+
+def _images(dataset):
+    """(pixel sum, label) of every image of a batched pipeline, in its order."""
+    return [(round(float(x.numpy().sum()), 2), int(y)) for xs, ys in dataset
+            for x, y in zip(xs, ys)]
+
+
+# --- full fine-tuning: every trainable variable --------------------------------------------
+
+
+def test_full_finetuning_units_count_biases():
+    model = small_cnn(batchnorm=False)
+    infos = inventory.inventory(model)
+    biases = sum(int(np.prod(i.layer.bias.shape)) for i in infos)
+    assert biases == 8 + 16 + 16 + 8 + 12 + 3
+    assert (inventory.full_finetune_units(infos, biases=True)
+            == inventory.full_finetune_units(infos) + biases)
+
+
+def test_full_finetuning_trains_biases_and_freezes_batchnorm():
+    model = small_cnn(batchnorm=True)
+    runner.compile_full_finetuning(model, keras.optimizers.SGD(0.1),
+                                   loss=keras.losses.SparseCategoricalCrossentropy(
+                                       from_logits=True))
+    before = {v.path: v.numpy().copy() for v in model.weights}
+    x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
+    model.fit(x, np.arange(8) % 3, epochs=1, batch_size=8, verbose=0)
+    moved = {path for path, value in before.items()
+             if not np.array_equal(value, _var(model, path))}
+    for layer in ("stem", "b1_expand", "b1_depthwise", "b1_project", "b2_conv", "classifier"):
+        assert f"{layer}/kernel" in moved and f"{layer}/bias" in moved, (layer, sorted(moved))
+    assert not any(path.startswith("stem_bn/") for path in moved)  # inference mode, frozen
+
+
+def _var(model, path):
+    return next(v for v in model.weights if v.path == path).numpy()
+
+
+# --- retries -----------------------------------------------------------------------------
+
+
+def test_a_diverging_run_is_retried_at_half_the_learning_rate(monkeypatch):
+    tried = []
+
+    def fake_run_once(config, train_ds, test_ds, info, probe_ds, learning_rate, verbose):
+        tried.append((learning_rate, train_ds))
+        if len(tried) < 3:
+            raise TrainingDivergedError(f"diverged with learning rate {learning_rate:g}")
+        return {"learning_rate": learning_rate}, None
+
+    monkeypatch.setattr(runner, "_run_once", fake_run_once)
+    pipelines = iter(["first", "second", "third"])
+    config = settings.RunConfig(method="medyate")
+    row, _ = runner.run_one(config, lambda: next(pipelines), None, None)
+    assert [lr for lr, _ in tried] == [0.05, 0.025, 0.0125]
+    assert [ds for _, ds in tried] == ["first", "second", "third"]  # a fresh pipeline per try
+    assert row == {"learning_rate": 0.0125, "retries": 2}
+
+    tried.clear()
+    with pytest.raises(TrainingDivergedError,
+                       match=r"try 1: .*rate 0\.005 \| try 2: .*rate 0\.0025\)"):
+        runner.run_one(settings.RunConfig(method="full", max_retries=1), "data", None, None)
+    assert [lr for lr, _ in tried] == [0.005, 0.0025]
+
+
+# --- the recipe is keras_medyate.recipe ------------------------------------------------------
+
+
+def test_the_runner_uses_the_recipe_constants():
+    assert settings.RunConfig(method="full").peak_learning_rate() == \
+        recipe.FULL_FINETUNING_LEARNING_RATE
+    assert settings.RunConfig(method="medyate").peak_learning_rate() == recipe.LEARNING_RATE
+    recommended = settings.protocol_defaults("recommended")
+    assert recommended["clipnorm"] == recipe.CLIPNORM
+    assert recommended["warmup_epochs"] == recipe.WARMUP_EPOCHS
+    assert not hasattr(runner, "cosine_schedule")
+    with pytest.raises(ValueError, match="medyate only"):
+        settings.RunConfig(method="full", runtime="litert")
+
+
+# --- data: a seed picks the training images; a validation split from them -------------------
+
+
+def test_validation_split_is_held_out_from_the_seeds_training_images(fashion_mnist_dir):
+    train_ds, test_ds, probe_ds, info = runner.load_data("fashion_mnist", 8, batch_size=64,
+                                                         train_per_class=5, test_per_class=1,
+                                                         seed=1)
+    fit_ds, validation_ds, fit_probe, split = runner.load_data(
+        "fashion_mnist", 8, batch_size=64, train_per_class=5, test_per_class=1, seed=1,
+        validation_fraction=0.2)
+    everything, fit, held = _images(probe_ds), _images(fit_probe), _images(validation_ds)
+    assert (split.num_train, split.num_test) == (40, 10)
+    assert sorted(fit + held) == sorted(everything)  # a split of the seed's training images
+    assert not set(fit) & set(held)
+    assert sorted(y for _, y in held) == list(range(10))  # stratified: one per class
+    assert sorted(_images(fit_ds)) == sorted(fit)
+    assert not set(held) & set(_images(test_ds))
+    other = runner.load_data("fashion_mnist", 8, batch_size=64, train_per_class=5,
+                             test_per_class=1, seed=2, validation_fraction=0.2)
+    assert _images(other[1]) != held
+
+
+# --- report: counts and spread per cell, pairs that share a seed -----------------------------
+
+
+def _row(method, budget, seed, top1, runtime="keras", **extra):
+    row = {column: "" for column in settings.CSV_COLUMNS}
+    row.update(model="m", dataset="d", method=method, budget_units=budget, seed=seed, top1=top1,
+               runtime=runtime, evaluated_on="test", epochs=2, retries=0, epoch_seconds=1.0,
+               update_memory_kb=1.0, peak_memory_mb="", resample_seconds_per_epoch=0.0,
+               explored=0.5, epoch_top1="50.00;60.00", epoch_eval_seconds=2.0, test_images=10,
+               learning_rate=0.05)
+    row.update(extra)
+    return row
+
+
+def test_report_counts_runs_per_cell_and_labels_single_runs():
+    rows = [_row("medyate", 100, 0, 70.0), _row("medyate", 100, 1, 72.0),
+            _row("medyate", 200, 0, 71.0),
+            _row("full", 999, 0, 69.0), _row("full", 999, 1, 69.5),
+            _row("medyate", 100, 0, 69.0, runtime="litert"),
+            _row("linear_probe", 0, 0, 60.0, epochs=0, epoch_top1="")]
+    table = "\n".join(report.accuracy_table([report.normalize(r) for r in rows]))
+    assert "| medyate | 71.00 ± 1.41 (n=2) | 71.00 (1 run) |" in table
+    assert "| medyate (LiteRT) | 69.00 (1 run) |  |" in table
+    assert "| full (999 units) | 69.25 ± 0.35 (n=2) (any budget) |" in table
+    summary = report.summary_markdown(rows)
+    assert "| 100 | 71.00 ± 1.41 (n=2) | 69.00 (1 run) | -1.00 (1) |" in summary  # Keras|LiteRT
+    assert "after every epoch" in summary and "Evaluation cost" in summary
+    # Pairs share a seed and a budget; the full run of seed 1 pairs with medyate seed 1 only.
+    assert "| full | 100 | 2 | +1.75 |" in summary
+    assert "| full | 200 | 1 | +2.00 | (1 pair) |" in summary
+
+
+def test_old_or_other_split_csv_is_refused(tmp_path):
+    path = tmp_path / "paper_comparison.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["model", "dataset", "method"], ["m", "d", "full"]])
+    with pytest.raises(ValueError, match="another version.*runtime"):
+        report.check_csv(str(path), "test")
+    path.unlink()
+    report.append_csv(str(path), _row("medyate", 100, 0, 70.0))
+    report.check_csv(str(path), "test")
+    with pytest.raises(ValueError, match="evaluated on test, not validation"):
+        report.check_csv(str(path), "validation")
+    (row,) = report.read_csv(str(path))
+    assert row["epoch_top1"] == [50.0, 60.0] and math.isnan(row["peak_memory_mb"])
+    assert report.run_key(row) == ("m", "d", "medyate", 100, 0, "keras")
+
+
+# --- threads ------------------------------------------------------------------------------
+
+
+def test_threads_are_fixed_before_tensorflow_starts():
+    code = (
+        "import tensorflow as tf\n"
+        "from keras_medyate.comparison import runner\n"
+        "runner.set_tensorflow_threads(2)\n"
+        "tf.ones(1)\n"
+        "runner.set_tensorflow_threads(2)\n"
+        "assert tf.config.threading.get_intra_op_parallelism_threads() == 2\n"
+        "assert tf.config.threading.get_inter_op_parallelism_threads() == 2\n"
+        "try:\n"
+        "    runner.set_tensorflow_threads(3)\n"
+        "except RuntimeError as error:\n"
+        "    print(error)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Cannot set TensorFlow's intra-op threads to 3" in result.stdout
+
+
+# --- the LiteRT runtime: same head, plan, seed, data, recipe, epochs ------------------------
+
+
+def test_litert_runtime_trains_the_probe_head_with_the_recipe(monkeypatch, weights_dir,
+                                                              fashion_mnist_dir):
+    import tflite_export
+
+    monkeypatch.setenv("KERAS_MEDYATE_WEIGHTS_DIR", weights_dir)
+    calls = {}
+
+    def export_training_model(model, plan, path, batch_size, optimizer, infer_batch_size):
+        calls["export"] = dict(head=[w.copy() for w in model.get_layer(
+            plan.classifier).get_weights()], plan=plan, batch_size=batch_size,
+            optimizer=optimizer, infer_batch_size=infer_batch_size)
+        open(path, "wb").close()
+
+    class OnDeviceTrainer:
+        def __init__(self, path):
+            calls["path"] = path
+
+        def fit(self, dataset, epochs, seed, validation_data):
+            calls["fit"] = dict(epochs=epochs, seed=seed, validation=validation_data,
+                                order=_images(dataset))
+            pool = calls["export"]["plan"].pool
+            selection = types.SimpleNamespace(mask=np.ones(pool.size), cost_units=100,
+                                              num_channels=3)
+            return [{"loss": 1.0, "steps": 4, "seconds": 2.0 + e, "selection": selection,
+                     "val_accuracy": 0.1 * (e + 1)} for e in range(epochs)]
+
+        def evaluate(self, dataset):
+            return 0.25
+
+    monkeypatch.setattr(tflite_export, "export_training_model", export_training_model,
+                        raising=False)
+    monkeypatch.setattr(tflite_export, "OnDeviceTrainer", OnDeviceTrainer, raising=False)
+    train_ds, test_ds, probe_ds, info = runner.load_data("fashion_mnist", 32, batch_size=8,
+                                                         train_per_class=3, test_per_class=1,
+                                                         seed=0)
+    config = settings.RunConfig(method="medyate", runtime="litert", epochs=2, resolution=32,
+                                batch_size=8, seed=0)
+    row, resampler = runner.run_one(config, train_ds, test_ds, info, probe_ds=probe_ds)
+    assert resampler is None and row["runtime"] == "litert" and row["top1"] == 25.0
+    assert row["epoch_top1"] == "10.00;20.00" and row["epoch_seconds"] == 3.0
+    assert row["train_seconds"] == 5.0 and row["explored"] == 1.0
+    export = calls["export"]
+    assert export["batch_size"] == 8 and calls["fit"]["epochs"] == 2
+    assert export["infer_batch_size"] == 8  # the per-epoch evaluation runs `infer` on batches
+    assert calls["fit"]["seed"] == 0 and calls["fit"]["validation"] is test_ds
+    # The probe head (as every Keras run of this seed starts from) was in the exported model.
+    cached = [v for k, v in runner._PROBE_HEADS.items() if k[0] == "mcunet_5fps" and k[3] == 0]
+    assert all(np.array_equal(a, b) for a, b in zip(export["head"], cached[-1][1]))
+    # The recipe's SGD, its schedule counted in full batches (30 images / 8 = 3).
+    optimizer = export["optimizer"]
+    assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.clipnorm == recipe.CLIPNORM
+    schedule = optimizer._learning_rate  # the schedule object (`learning_rate` is its value)
+    assert schedule.warmup_steps == 3 and schedule.decay_steps == 3
+    assert math.isclose(schedule.warmup_target, recipe.LEARNING_RATE)
