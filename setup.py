@@ -28,15 +28,19 @@ INSTALL_REQUIRES = [
 ]
 LITERT = ["ai-edge-litert>=2.3"]  # runs exported training models
 NOTEBOOKS = ["matplotlib>=3.8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"]
-# `benchmarks/paper_comparison.py --ray`: the sweep as Ray tasks (tested with 2.60).
+# `benchmarks/paper_comparison.py --ray`: the sweep as Ray tasks (tested with 2.60 and 2.55).
 CLUSTER = ["ray[default]>=2.40,<3"]
+# `keras_medyate.federated`: Flower's Message API (ServerApp/ClientApp, message-based
+# strategies) and its Ray simulation engine, which pins Ray (1.42 pins 2.55.1). Flower
+# changes that API between minor releases: only the tested one is admitted.
+FEDERATED = ["flwr[simulation]>=1.42,<1.43"] + LITERT
 # Everything the test suite imports: `pip install -e ".[test]"` runs every test.
 TEST = sorted(set([
     "pytest>=8",
     "hypothesis>=6.100",
     "tensorboard>=2.16",  # ChannelResampler(log_dir=...)
     "pillow>=9",          # tests/test_augmentation.py writes images
-] + LITERT + NOTEBOOKS))
+] + LITERT + NOTEBOOKS + FEDERATED))
 
 setup(
     name="keras-medyate",
@@ -67,7 +71,8 @@ setup(
                                     "assets/LICENSE.tiny-training", "assets/README.md"],
                   "tflite_export": ["README.md", "ANDROID.md"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"litert": LITERT, "notebooks": NOTEBOOKS, "test": TEST, "cluster": CLUSTER},
+    extras_require={"litert": LITERT, "notebooks": NOTEBOOKS, "test": TEST, "cluster": CLUSTER,
+                    "federated": FEDERATED},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -1,8 +1,9 @@
 r"""Executes the Colab tutorials and stores their outputs in the notebooks.
 
 The committed notebooks keep the outputs of a FULL run, so that a reader sees
-real results on GitHub. Rerun this after changing a notebook (about 45
-minutes for the three on 2 CPU cores, most of it the paper comparison):
+real results on GitHub. Rerun this after changing a notebook (about 55
+minutes for the four on 2 CPU cores, most of it the paper comparison; the
+federated tutorial, 04, needs the `federated` extra):
 
     python colab/execute_notebooks.py \
         --data_dir=../shared/data --weights_dir=../shared/data/weights
@@ -18,7 +19,8 @@ failed copy is saved next to the temporary folder and the script exits with 1.
 `tests/test_notebooks.py` checks) and writes the executed copies to
 `--output_dir` only: smoke outputs never go into `colab/`.
 
-Needs the `notebooks` extra: `pip install -e ".[notebooks]"`.
+Needs the `notebooks` extra: `pip install -e ".[notebooks]"` (and `federated` for 04, which
+`.[test]` includes).
 """
 
 import argparse

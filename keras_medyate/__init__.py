@@ -23,11 +23,12 @@ trainer.fit(train_ds, epochs=50, callbacks=[resampler])
 
 Every name is loaded on first use (PEP 562): `import keras_medyate` imports
 neither TensorFlow nor Keras, so that a program can call
-`keras_medyate.console.quiet_tensorflow()` before TensorFlow starts. The core
-names (`kmd.plan`, `kmd.SubnetworkModel`, ...) come from their modules, and
-every public submodule is an attribute (`kmd.models`, `kmd.data`,
-`kmd.comparison`, `kmd.strategies`, ...). `keras_medyate.demo` is a program:
-run it with `python -m keras_medyate.demo`.
+`keras_medyate.console.quiet_tensorflow()` before TensorFlow starts. The
+public surface is explicit: the core names of `__all__` (`kmd.plan`,
+`kmd.SubnetworkModel`, ...), which come from their modules, and the public
+submodules of `_SUBMODULES` (`kmd.models`, `kmd.data`, `kmd.comparison`,
+`kmd.strategies`, ...). Other modules are internal (`_INTERNAL`) or programs:
+`keras_medyate.demo` runs with `python -m keras_medyate.demo`.
 
 Saved models load after a plain `import keras_medyate`: the package's Keras
 classes (`kmd.models.BoundedReLU`, `kmd.SubnetworkModel`) are registered for
@@ -39,7 +40,6 @@ import difflib
 import importlib
 import importlib.abc
 import importlib.util
-import pkgutil
 import sys
 import warnings
 
@@ -62,15 +62,40 @@ _EXPORTS = {
     "recommended_optimizer": "recipe",
 }
 
+#: The public submodules and subpackages, each an attribute loaded on first use
+#: (`kmd.models`, `kmd.data`, ...). Every module of the package is listed here, in
+#: `_PROGRAMS` or in `_INTERNAL` (`tests/test_public_api.py` checks that).
+_SUBMODULES = frozenset({
+    "channel_pool",
+    "channels",
+    "comparison",
+    "console",
+    "data",
+    "divergence",
+    "federated",
+    "inventory",
+    "kernel_gradients",
+    "layer_kinds",
+    "linear_probe",
+    "memory",
+    "models",
+    "planning",
+    "ranking",
+    "recipe",
+    "resampler",
+    "selection",
+    "strategies",
+    "subnetwork_model",
+    "walk",
+})
+
 #: Submodules that are programs (`python -m ...`), not attributes: importing
 #: `demo` defines its absl command-line flags in the process-wide registry.
 _PROGRAMS = frozenset({"demo"})
 
-#: Every public submodule and subpackage found next to this file.
-_SUBMODULES = frozenset(
-    info.name for info in pkgutil.iter_modules(__path__)
-    if not info.name.startswith("_") and info.name not in _PROGRAMS
-)
+#: Plumbing of the package's own programs and files, importable by their full
+#: name but not attributes: the command-line helpers, the cache paths, the version.
+_INTERNAL = frozenset({"cli", "files", "version"})
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
@@ -176,6 +201,9 @@ def _unknown_attribute_message(name):
     if name in _PROGRAMS:
         return (f"{message} {__name__}.{name} is a program: run `python -m "
                 f"{__name__}.{name}`, or `from {__name__} import {name}` to import it.")
+    if name in _INTERNAL:
+        return (f"{message} {__name__}.{name} is internal, not part of the public surface: "
+                f"`import {__name__}.{name}` if you need it.")
     close = difflib.get_close_matches(name, list(_EXPORTS) + sorted(_SUBMODULES), n=3)
     if close:
         message += f" Did you mean {' or '.join(repr(c) for c in close)}?"

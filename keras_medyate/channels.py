@@ -4,7 +4,8 @@ One definition for every place that measures channels: the masked training
 step and the oracles' probe (`SubnetworkModel`), the RGN ranking, the
 exported on-device `train` signature (TensorFlow tensors, `xp=tf`) and the
 Sparse Update weight magnitudes (numpy arrays, the default). The input-channel
-axis is 2 for a 4-D conv kernel and 0 for a Dense kernel (`input_axis`).
+axis is 2 for a 4-D conv kernel and 0 for a Dense kernel (`input_axis`, read
+from `layer_kinds`).
 
 This module needs numpy only; TensorFlow is passed in by the callers that use it.
 
@@ -21,10 +22,19 @@ Example:
 
 import numpy as np
 
+from keras_medyate import layer_kinds
+
 
 def input_axis(kernel):
-    """Input-channel axis of a Keras kernel: 2 for 4-D conv kernels, else 0."""
-    return 2 if np.ndim(kernel) == 4 else 0
+    """Input-channel axis of a Keras kernel: 2 for 4-D conv kernels, else 0.
+
+    Args:
+        kernel: an array (or anything `np.ndim` reads) holding a kernel.
+
+    Returns:
+        int, the axis of the `layer_kinds` kind with a kernel of that rank.
+    """
+    return layer_kinds.channel_axis_of_rank(np.ndim(kernel))
 
 
 def channel_norms(kernel, axis, xp=np):

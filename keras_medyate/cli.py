@@ -61,7 +61,8 @@ def program():
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name and spec.name != "__main__":
-        return f"python -m {spec.name}"
+        name = spec.name.removesuffix(".__main__")  # `python -m package` runs package.__main__
+        return f"python -m {name}"
     return sys.argv[0] if sys.argv and sys.argv[0] else "program"
 
 

@@ -9,21 +9,21 @@ Measured with TensorFlow 2.21 on a CPU-only Linux machine, `python -c "import
 tensorflow"` prints two groups of lines:
 
 * written before TensorFlow's logging is set up, once per TensorFlow shared
-  library: ``WARNING: All log messages before absl::InitializeLog() is called
-  are written to STDERR``, ``I0000 ... port.cc] oneDNN custom operations are
-  on ...`` and ``I0000 ... cudart_stub.cc] Could not find cuda drivers ...``.
-  No environment variable removes them (``TF_CPP_MIN_LOG_LEVEL=3``,
-  ``GLOG_minloglevel=3``, ``GRPC_VERBOSITY=ERROR`` and ``TF_CPP_MAX_VLOG_LEVEL``
-  were tried and change nothing; ``TF_ENABLE_ONEDNN_OPTS=0`` removes the oneDNN
+  library: `WARNING: All log messages before absl::InitializeLog() is called
+  are written to STDERR`, `I0000 ... port.cc] oneDNN custom operations are
+  on ...` and `I0000 ... cudart_stub.cc] Could not find cuda drivers ...`.
+  No environment variable removes them (`TF_CPP_MIN_LOG_LEVEL=3`,
+  `GLOG_minloglevel=3`, `GRPC_VERBOSITY=ERROR` and `TF_CPP_MAX_VLOG_LEVEL`
+  were tried and change nothing; `TF_ENABLE_ONEDNN_OPTS=0` removes the oneDNN
   line only by changing the numerics, so it is not used). `quiet_tensorflow`
   removes them by importing TensorFlow with the standard-error file
   descriptor captured and writing back every line TensorFlow's own level
   would have kept.
-* written after it: ``I0000 ... cpu_feature_guard.cc] This TensorFlow binary is
-  optimized ...`` and ``To enable the following instructions: AVX2 ...``,
-  removed by ``TF_CPP_MIN_LOG_LEVEL`` >= 1. Level 3 (the one set here) also
-  removes TensorFlow's C++ errors that are not failures, such as ``E0000 ...
-  failed call to cuInit`` on machines with CUDA libraries but no GPU; a real
+* written after it: `I0000 ... cpu_feature_guard.cc] This TensorFlow binary is
+  optimized ...` and `To enable the following instructions: AVX2 ...`,
+  removed by `TF_CPP_MIN_LOG_LEVEL` >= 1. Level 3 (the one set here) also
+  removes TensorFlow's C++ errors that are not failures, such as `E0000 ...
+  failed call to cuInit` on machines with CUDA libraries but no GPU; a real
   failure still raises a Python exception with its message.
 
 Example (an entry point; the `import tensorflow` that follows prints nothing):
@@ -67,7 +67,7 @@ _LITERT_SEVERITY = {"INFO": 0, "WARNING": 1, "ERROR": 2}
 def quiet_tensorflow(verbose=False):
     """Imports TensorFlow without its start-up log lines; call before any TF import.
 
-    When `verbose` is false: sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless the variable
+    When `verbose` is false: sets `TF_CPP_MIN_LOG_LEVEL=3` unless the variable
     is already set (a value the user chose wins), then imports TensorFlow
     with the standard-error file descriptor captured and writes back every
     captured line except the C++ log lines below that level (and the absl
@@ -102,9 +102,9 @@ def quiet_tensorflow(verbose=False):
 def quiet_keras(verbose=False):
     """Silences Python-level TensorFlow/Keras messages below ERROR; call after the TF import.
 
-    When `verbose` is false: sets the ``tensorflow`` logger (`tf.get_logger()`,
-    e.g. ``WARNING:tensorflow:5 out of the last 5 calls to ... triggered
-    tf.function retracing``) and absl's Python logging (Keras' ``WARNING:absl:``
+    When `verbose` is false: sets the `tensorflow` logger (`tf.get_logger()`,
+    e.g. `WARNING:tensorflow:5 out of the last 5 calls to ... triggered
+    tf.function retracing`) and absl's Python logging (Keras' `WARNING:absl:`
     messages, e.g. when saving to HDF5) to ERROR, and ignores Keras' warning
     "`shuffle=True` was passed, but will be ignored" (`fit` on a `tf.data`
     pipeline, which the library's data loaders shuffle themselves). When
@@ -139,9 +139,9 @@ def quiet_native_logs(min_level=2):
 
     For library calls that make TensorFlow's or LiteRT's C++ code chatty
     whatever the program set up, such as the TFLite converter (about ten
-    ``Reading SavedModel from ...`` / ``Ignored output_format`` lines per
-    export) or LiteRT applying XNNPACK (``INFO: Created TensorFlow Lite
-    XNNPACK delegate for CPU.``). Errors and everything else written to
+    `Reading SavedModel from ...` / `Ignored output_format` lines per
+    export) or LiteRT applying XNNPACK (`INFO: Created TensorFlow Lite
+    XNNPACK delegate for CPU.`). Errors and everything else written to
     standard error are written back in order.
 
     Args:
@@ -168,7 +168,7 @@ def _min_log_level(value):
 
 def _is_below_level(line, min_level):
     """True for a C++ log line (absl-formatted, the absl pre-init banner, or LiteRT's
-    minimal ``INFO: ...`` form) that `min_level` hides."""
+    minimal `INFO: ...` form) that `min_level` hides."""
     if line.startswith(_PRE_INIT_BANNER):
         return min_level > 0
     match = _ABSL_LINE.match(line)

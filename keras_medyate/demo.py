@@ -22,7 +22,7 @@ which data and which checkpoint it used. Defaults finish in about 4 minutes on
 
 Recipe (`--protocol=recommended`): head from the linear probe, plain SGD with
 cosine decay after 1 warm-up epoch, a per-variable gradient clip of 1, peak
-learning rate 0.05 for MeDyate and 0.005 for full fine-tuning
+learning rate 0.05 for MeDyate and 0.01 for full fine-tuning
 (`keras_medyate.recipe`). `--protocol=paper` runs the papers' settings
 (random head, SGD 0.125, no clip, 5 warm-up epochs); on these BatchNorm-folded
 checkpoints they diverge, and the run stops with a message.

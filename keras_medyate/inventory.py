@@ -36,6 +36,7 @@ import json
 import keras
 import numpy as np
 
+from keras_medyate import layer_kinds
 from keras_medyate import walk as walk_lib
 
 
@@ -46,7 +47,7 @@ class LayerInfo:
     Attributes:
         name: str. Unique name in the model; layers of nested models are
             prefixed with the nested model's name (`"backbone/conv1"`).
-        kind: str. `"conv"`, `"depthwise"` or `"dense"`.
+        kind: str. The `layer_kinds` row: `"conv"`, `"depthwise"` or `"dense"`.
         kernel_shape: tuple. Shape of the Keras kernel.
         channel_axis: int. The kernel's input-channel axis (2 or 0).
         num_channels: int. Size of the kernel along `channel_axis`.
@@ -97,8 +98,8 @@ class LayerInfo:
 
 
 def supported_layer_types():
-    """The Keras layer classes whose input channels can be selected."""
-    return (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    """The Keras layer classes whose input channels can be selected (`layer_kinds`)."""
+    return layer_kinds.layer_classes()
 
 
 def inventory(model):
@@ -125,7 +126,7 @@ def inventory(model):
     infos, described = [], set()
     for call in walk_lib.walk(model).calls:
         layer = call.layer
-        if (call.nested or not call.trainable or not isinstance(layer, supported_layer_types())
+        if (call.nested or not call.trainable or layer_kinds.kind_of(layer) is None
                 or id(layer) in described):
             continue
         described.add(id(layer))  # a shared layer has one cost (checked in `_io_shapes`)
@@ -164,17 +165,16 @@ def check_graph_model(model):
 
 
 def _describe(layer, name):
+    kind = layer_kinds.kind_of(layer)
     kernel = _kernel_of(layer)
     kernel_shape = tuple(int(d) for d in kernel.shape)
     input_shape, output_shape = _io_shapes(layer, name)
-    if isinstance(layer, keras.layers.Dense):
-        kind, channel_axis = "dense", 0
+    channel_axis = kind.channel_axis
+    if not kind.spatial:
         input_hw = tuple(input_shape[1:-1]) or (1,)
         output_hw = tuple(output_shape[1:-1]) or (1,)
         groups = 1
     else:
-        kind = "depthwise" if isinstance(layer, keras.layers.DepthwiseConv2D) else "conv"
-        channel_axis = 2
         if layer.data_format == "channels_first":
             input_hw, output_hw = tuple(input_shape[2:]), tuple(output_shape[2:])
             in_channels = input_shape[1]
@@ -182,7 +182,7 @@ def _describe(layer, name):
             input_hw, output_hw = tuple(input_shape[1:3]), tuple(output_shape[1:3])
             in_channels = input_shape[3]
         # A grouped conv's kernel slice reads one input channel per group.
-        groups = 1 if kind == "depthwise" else in_channels // kernel_shape[2]
+        groups = kind.groups(in_channels, kernel_shape)
     if any(d is None for d in input_hw + output_hw):
         raise ValueError(
             f"Layer {name!r} has an unknown spatial input size {input_shape}. Build the "
@@ -195,7 +195,7 @@ def _describe(layer, name):
     output_positions = int(np.prod(output_hw))
     return LayerInfo(
         name=name,
-        kind=kind,
+        kind=kind.name,
         kernel_shape=kernel_shape,
         channel_axis=channel_axis,
         num_channels=num_channels,
@@ -209,7 +209,8 @@ def _describe(layer, name):
 
 
 def _kernel_of(layer):
-    kernel = getattr(layer, "kernel", None)
+    kind = layer_kinds.kind_of(layer)
+    kernel = None if kind is None else kind.kernel(layer)
     if kernel is None:
         raise ValueError(f"Layer {layer.name!r} has no kernel; is it built?")
     return kernel
@@ -284,7 +285,7 @@ def find_classifier(infos, name=None):
     """
     if not infos:
         raise ValueError(
-            "The model has no updatable layer (Conv2D, DepthwiseConv2D or Dense with "
+            f"The model has no updatable layer ({layer_kinds.class_names()} with "
             "trainable=True). If you froze the backbone (`trainable=False`), unfreeze "
             "it: keras-medyate decides which channels to train."
         )

@@ -48,23 +48,28 @@ True
 import keras
 import tensorflow as tf
 
+from keras_medyate import layer_kinds
+
 
 def supports(layer):
     """True if `selected_kernel_gradient` computes this layer's kernel gradient.
 
-    The layer's output must be the affine map itself (the gradient at its
-    output is the gradient at the convolution's output), channels-last;
-    `Conv2D` must be ungrouped and undilated, `DepthwiseConv2D` undilated.
+    The layer must be of an updatable kind (`layer_kinds.kind_of(layer,
+    exact=True)`) with a selected-channel gradient here, and its output must
+    be the affine map itself (the gradient at its output is the gradient at
+    the convolution's output); a spatial kind must be channels-last and
+    undilated, a grouped one (`Conv2D`) ungrouped.
     """
     activation = getattr(layer, "activation", None)
     if activation not in (None, keras.activations.linear):
         return False
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return layer.data_format == "channels_last" and tuple(layer.dilation_rate) == (1, 1)
-    if type(layer) is keras.layers.Conv2D:
-        return (layer.data_format == "channels_last" and layer.groups == 1
-                and tuple(layer.dilation_rate) == (1, 1))
-    return type(layer) is keras.layers.Dense
+    kind = layer_kinds.kind_of(layer, exact=True)
+    if kind is None or kind.name not in _GRADIENTS:
+        return False
+    if kind.spatial and (layer.data_format != "channels_last"
+                         or tuple(layer.dilation_rate) != (1, 1)):
+        return False
+    return not kind.grouped or layer.groups == 1
 
 
 def selected_channels(mask):
@@ -107,37 +112,55 @@ def selected_kernel_gradient(layer, selected_inputs, output_gradient, channels, 
                                   kernel_shape)
     trained = tf.cast(tf.gather(mask, channels), gradient.dtype)
     gradient = gradient * tf.reshape(trained, [-1] + [1] * (len(gradient.shape) - 1))
-    conv = len(kernel_shape) == 4
-    num_channels = kernel_shape[2 if conv else 0]
+    axis = layer_kinds.kind_of(layer).channel_axis
     scattered = tf.scatter_nd(channels[:, None], gradient,
-                              (num_channels, *(int(d) for d in gradient.shape[1:])))
-    if conv:  # back to the (kh, kw, C, C') layout
-        scattered = tf.transpose(scattered, (1, 2, 0, 3))
+                              (kernel_shape[axis], *(int(d) for d in gradient.shape[1:])))
+    if axis != 0:  # back to the kernel's layout, e.g. (kh, kw, C, C')
+        order = list(range(1, len(kernel_shape)))
+        order.insert(axis, 0)
+        scattered = tf.transpose(scattered, order)
     return tf.cast(scattered, layer.kernel.dtype)
 
 
 def _selected_gradient(layer, selected_inputs, output_gradient, channels, kernel_shape):
     """The selected channels' gradient, channels first: (k, units) or (k, kh, kw, C')."""
-    count = tf.size(channels)
-    if isinstance(layer, keras.layers.Dense):
-        units = kernel_shape[1]
-        inputs = tf.reshape(selected_inputs, (-1, count))
-        return tf.matmul(inputs, tf.reshape(output_gradient, (-1, units)), transpose_a=True)
+    gradient = _GRADIENTS[layer_kinds.kind_of(layer).name]
+    return gradient(layer, selected_inputs, output_gradient, channels, kernel_shape)
+
+
+def _dense_gradient(layer, selected_inputs, output_gradient, channels, kernel_shape):
+    """`x[..., channels]ᵀ · dy` over every position: (k, units)."""
+    del layer
+    units = kernel_shape[1]
+    inputs = tf.reshape(selected_inputs, (-1, tf.size(channels)))
+    return tf.matmul(inputs, tf.reshape(output_gradient, (-1, units)), transpose_a=True)
+
+
+def _conv_gradient(layer, selected_inputs, output_gradient, channels, kernel_shape):
+    """`Conv2DBackpropFilter` on the selected input channels: (k, kh, kw, C')."""
     kh, kw, _, last = kernel_shape
-    strides = (1, *layer.strides, 1)
-    padding = layer.padding.upper()
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        multiplier = last
-        outputs = tf.reshape(channels[:, None] * multiplier + tf.range(multiplier)[None, :], (-1,))
-        gradient = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
-            input=selected_inputs, filter_sizes=tf.stack([kh, kw, count, multiplier]),
-            out_backprop=tf.gather(output_gradient, outputs, axis=-1),
-            strides=strides, padding=padding)
-    else:
-        gradient = tf.raw_ops.Conv2DBackpropFilter(
-            input=selected_inputs, filter_sizes=tf.stack([kh, kw, count, last]),
-            out_backprop=output_gradient, strides=strides, padding=padding)
+    gradient = tf.raw_ops.Conv2DBackpropFilter(
+        input=selected_inputs, filter_sizes=tf.stack([kh, kw, tf.size(channels), last]),
+        out_backprop=output_gradient, strides=(1, *layer.strides, 1),
+        padding=layer.padding.upper())
     return tf.transpose(gradient, (2, 0, 1, 3))
+
+
+def _depthwise_gradient(layer, selected_inputs, output_gradient, channels, kernel_shape):
+    """`DepthwiseConv2dNativeBackpropFilter` on the selected channels and the output
+    channels they feed (`c · multiplier + m`): (k, kh, kw, multiplier)."""
+    kh, kw, _, multiplier = kernel_shape
+    outputs = tf.reshape(channels[:, None] * multiplier + tf.range(multiplier)[None, :], (-1,))
+    gradient = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+        input=selected_inputs, filter_sizes=tf.stack([kh, kw, tf.size(channels), multiplier]),
+        out_backprop=tf.gather(output_gradient, outputs, axis=-1),
+        strides=(1, *layer.strides, 1), padding=layer.padding.upper())
+    return tf.transpose(gradient, (2, 0, 1, 3))
+
+
+#: The selected-channel kernel gradient of each `layer_kinds` kind, channels first.
+_GRADIENTS = {"conv": _conv_gradient, "depthwise": _depthwise_gradient,
+              "dense": _dense_gradient}
 
 
 def regularizer_gradient(kernel, scale_loss):

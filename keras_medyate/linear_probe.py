@@ -48,7 +48,7 @@ import keras
 import numpy as np
 
 from keras_medyate import inventory as inventory_lib
-from keras_medyate import ranking as ranking_lib
+from keras_medyate.data.batches import as_dataset
 
 #: The L2 strengths tried by default (on standardised features, per example).
 DEFAULT_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -254,7 +254,7 @@ def _l2_grid(l2):
 def _head_inputs(model, head, data, max_feature_bytes, verbose):
     """The head's inputs for every example, as float32 (N, D), and int labels."""
     extractor = keras.Model(model.inputs, head.layer.input)
-    dataset = ranking_lib.as_dataset(data)
+    dataset = as_dataset(data)
     steps = int(dataset.cardinality()) if int(dataset.cardinality()) > 0 else None
     progress = keras.utils.Progbar(steps, unit_name="batch") if verbose == 1 else None
     chunks, labels, stored = [], [], 0

@@ -27,6 +27,7 @@ import numpy as np
 from keras_medyate import inventory as inventory_lib
 from keras_medyate import memory
 from keras_medyate import ranking as ranking_lib
+from keras_medyate.channel_pool import ChannelPool
 from keras_medyate.strategies import base as strategies_base
 
 K_RULES = ("alpha", "cumulative")
@@ -99,7 +100,7 @@ class Plan:
     @property
     def pool(self):
         """The `ChannelPool` of the search space."""
-        return strategies_base.ChannelPool.from_infos(self.search_space)
+        return ChannelPool.from_infos(self.search_space)
 
     @property
     def search_space_units(self):

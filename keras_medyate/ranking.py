@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from keras_medyate import channels as channels_lib
 from keras_medyate import inventory as inventory_lib
+from keras_medyate.data.batches import as_dataset
 
 ALPHA_OPT = 0.2
 METRICS = ("lara", "rgn")
@@ -306,18 +307,6 @@ def rank_layers(model, dataset, epochs=2, steps_per_epoch=None,
             "tensorflow_version": tf.__version__,
             **(metadata or {}),
         },
-    )
-
-
-def as_dataset(data, batch_size=32):
-    """A `tf.data.Dataset` of (x, y) batches from a dataset or numpy tuple."""
-    if isinstance(data, tf.data.Dataset):
-        return data
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return tf.data.Dataset.from_tensor_slices((data[0], data[1])).batch(batch_size)
-    raise ValueError(
-        "Expected a `tf.data.Dataset` of (x, y) batches or a tuple `(x, y)` of arrays, "
-        f"got {type(data).__name__}."
     )
 
 

@@ -1,11 +1,15 @@
-"""`ChannelResampler`: the callback that picks each epoch's channels.
+"""`ChannelResampler`: the callback that decides when the channels are drawn.
 
-At the start of every epoch it reads the per-channel gradient norms that
-`SubnetworkModel` accumulated during the previous epoch, asks the strategy for
-the new selection, and writes it to the model's mask variables (no retrace).
+At the start of every epoch it has the model's selection state
+(`SubnetworkModel.selection_state`, a `keras_medyate.selection.SelectionState`)
+apply one draw of the strategy's selector: `selection_state.resample` reads the
+per-channel gradient norms accumulated during the previous epoch, draws, and
+writes the new selection to the model's mask variables (no retrace). The
+callback keeps the records (`history`), prints and logs them.
 
-The selector is built from the plan by the strategies' one factory
-(`strategies.build`). All state that must survive a restart (the state the
+The strategy is a configured object (`kmd.strategies.MeDyate(epsilon=1e-3)`)
+or a registered name; its selector is built from the plan
+(`Strategy.build`). All state that must survive a restart (the state the
 selector declares, the explored set, the epoch counter, the masks and the
 norm accumulators) lives in the model's non-trainable variables: attached to
 a model, the resampler has it hold the selector's declared state. The random
@@ -25,121 +29,107 @@ Example:
 >>> plan = kmd.plan(model, budget=200)
 >>> trainer = kmd.SubnetworkModel(model, plan)
 >>> trainer.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
->>> resampler = kmd.ChannelResampler(plan, strategy="medyate", seed=0)
+>>> strategy = kmd.strategies.MeDyate(epsilon=1e-3)
+>>> resampler = kmd.ChannelResampler(plan, strategy=strategy, seed=0)
 >>> _ = trainer.fit(np.random.rand(8, 8, 8, 3), np.arange(8) % 2, epochs=2,
 ...                 verbose=0, callbacks=[resampler])
 >>> resampler.history[1].cost_units <= plan.budget_units
 True
 """
 
-import dataclasses
-import time
+import functools
+import warnings
 
 import keras
-import numpy as np
 
 from keras_medyate import planning
+from keras_medyate import selection as selection_lib
 from keras_medyate import subnetwork_model as subnetwork_lib
 from keras_medyate.strategies import base as strategies_base
 from keras_medyate.strategies import registry
+from keras_medyate.strategies import strategy as strategy_lib
 
-
-@dataclasses.dataclass
-class EpochSelection:
-    """The channels trained in one epoch.
-
-    Attributes:
-        epoch: int, 0-based epoch.
-        channels: dict, layer name → sorted int array of input-channel indices.
-        cost_units: int, memory units of the selection.
-        explored: float, fraction of the search space trained so far.
-        seconds: float, time the resampling took.
-    """
-
-    epoch: int
-    channels: dict
-    cost_units: int
-    explored: float
-    seconds: float
-
-    @property
-    def num_channels(self):
-        return int(sum(len(v) for v in self.channels.values()))
+#: The record of one epoch's selection (the host and the device share it).
+EpochSelection = selection_lib.Selection
+#: `ChannelResampler`'s former strategy options, now the strategies' own
+#: (accepted with a `DeprecationWarning`).
+DEPRECATED_OPTIONS = ("epsilon", "scheme", "criteria", *strategy_lib.PROBE_OPTIONS)
 
 
 class ChannelResampler(keras.callbacks.Callback):
-    """Selects the input channels to train at the start of every epoch.
+    """Draws the input channels to train at the start of every epoch.
+
+    The callback decides when; the draw itself is one call of the model's
+    `selection_state.resample` with this strategy's selector.
 
     Args:
         plan: the `Plan` of the `SubnetworkModel` being trained.
-        strategy: str or `ChannelSelector` class. One of `medyate` (default),
-            `trady`, `full_random`, `static_random`, `sparse_update`,
-            `det_rgn`, `det_raw`, `prob_raw`, `full`, `classifier`, or your
-            own subclass (the state its `initial_state()` declares is kept
-            in the model like MeDyate's).
+        strategy: a configured strategy (`kmd.strategies.MeDyate(epsilon=1e-3)`,
+            `kmd.strategies.DetRGN(probe_data=train_ds)`, ...), or a name, one
+            of `medyate` (default), `trady`, `full_random`, `static_random`,
+            `sparse_update`, `det_rgn`, `det_raw`, `prob_raw`, `full`,
+            `classifier` (its options then keep their defaults; the oracles
+            `det_*`/`prob_raw` need `probe_data`, so they are passed as
+            objects), or a `ChannelSelector` subclass of your own (the state
+            its `initial_state()` declares is kept in the model like
+            MeDyate's). Defaults to `"medyate"`.
         seed: int >= 0, seed of the random draws. Defaults to 0.
         fill: `"stop"` (end the budget fill at the first channel that does
             not fit, as in the authors' code; default) or `"skip"` (skip it
             and keep filling with cheaper channels).
         norm_statistic: `"mean"` (mean of the per-step channel norms over the
             epoch; default) or `"last"` (last step's gradient).
-        epsilon: float, relative floor of sampling weights. Defaults to 1e-3.
-        scheme: dict, the `sparse_update` scheme (see
-            `keras_medyate.strategies.sparse_update`); None builds one.
-        criteria: `sparse_update` channel criterion, `"magnitude+"` default.
-        probe_data: dataset of (x, y) batches for the oracles' full-gradient
-            measurement before the first epoch.
-        probe_steps: int >= 1 or None (every batch), batches of `probe_data`
-            to use.
         log_dir: str or None, a TensorBoard log directory for per-epoch
             scalars (budget used, channels selected, explored, per layer).
-        verbose: int, 1 prints one line per epoch.
+            Defaults to None.
+        verbose: int, 1 prints one line per epoch. Defaults to 0.
+        **deprecated_options: `epsilon`, `scheme`, `criteria`, `probe_data`,
+            `probe_steps`: the strategy's options, formerly given here. They
+            still work for now, with a `DeprecationWarning`; pass them to the
+            strategy (`strategy=kmd.strategies.MeDyate(epsilon=...)`).
 
     Attributes:
-        history: dict, epoch → `EpochSelection`.
+        strategy: `kmd.strategies.Strategy`, the configured strategy.
+        selector: `ChannelSelector`, its selector for `plan`.
+        history: dict, epoch → `keras_medyate.selection.Selection` (also
+            importable as `EpochSelection`).
 
     Raises:
         ValueError: a bad argument (unknown strategy or fill, a seed that is
-            not a non-negative integer, `probe_steps` below 1, an oracle
-            without `probe_data`…).
+            not a non-negative integer, an oracle without `probe_data`…).
+
+    Example:
+
+    >>> import keras
+    >>> import keras_medyate as kmd
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="c1"),
+    ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, name="head")])
+    >>> plan = kmd.plan(model, budget=200)
+    >>> kmd.ChannelResampler(plan, strategy=kmd.strategies.MeDyate(epsilon=1e-2)).strategy
+    MeDyate(epsilon=0.01)
     """
 
     #: Tells `SubnetworkModel.fit` that this callback writes the selection every epoch.
     writes_selection = True
 
     def __init__(self, plan, strategy="medyate", seed=0, fill="stop",
-                 norm_statistic="mean", epsilon=1e-3, scheme=None,
-                 criteria="magnitude+", probe_data=None, probe_steps=None,
-                 log_dir=None, verbose=0):
+                 norm_statistic="mean", *, log_dir=None, verbose=0, **deprecated_options):
         super().__init__()
         if not isinstance(plan, planning.Plan):
             raise ValueError(
                 f"`plan` must be a `Plan` from `kmd.plan(...)`, got {type(plan).__name__}."
             )
-        if norm_statistic not in subnetwork_lib.NORM_STATISTICS:
+        if norm_statistic not in selection_lib.NORM_STATISTICS:
             raise ValueError(
-                f"`norm_statistic` must be one of {subnetwork_lib.NORM_STATISTICS}, "
+                f"`norm_statistic` must be one of {selection_lib.NORM_STATISTICS}, "
                 f"got {norm_statistic!r}."
             )
-        self.selector = registry.build(strategy, plan, fill=fill, epsilon=epsilon,
-                                       scheme=scheme, criteria=criteria)
-        self.selector_class = type(self.selector)
-        if self.selector_class.needs_all_norms and probe_data is None:
-            raise ValueError(
-                f"Strategy {self.selector_class.name!r} is an oracle: it needs the full "
-                "gradient before the first epoch. Pass `probe_data=` (a few training "
-                "batches) to `ChannelResampler`."
-            )
+        self.strategy = _configured(strategy, deprecated_options)
+        self.selector = self.strategy.build(plan, fill=fill)
         self.plan = plan
-        self.strategy = self.selector_class.name
         self.seed = _check_seed(seed)
         self.fill = fill
         self.norm_statistic = norm_statistic
-        self.epsilon = float(epsilon)
-        self.scheme = scheme
-        self.criteria = criteria
-        self.probe_data = probe_data
-        self.probe_steps = _check_probe_steps(probe_steps)
         if log_dir is not None:
             try:
                 import tensorboard  # noqa: F401, PLC0415
@@ -154,26 +144,27 @@ class ChannelResampler(keras.callbacks.Callback):
         self._writer = None
 
     def get_config(self):
-        """Constructor arguments (the plan as its config; not `probe_data`)."""
+        """Constructor arguments (the plan and the strategy as configs; not `probe_data`)."""
         return {
             "plan": self.plan.to_config(),
-            "strategy": self.strategy,
+            "strategy": self.strategy.get_config(),
             "seed": self.seed,
             "fill": self.fill,
             "norm_statistic": self.norm_statistic,
-            "epsilon": self.epsilon,
-            "scheme": self.scheme,
-            "criteria": self.criteria,
-            "probe_steps": self.probe_steps,
             "log_dir": self.log_dir,
             "verbose": self.verbose,
         }
 
     @classmethod
     def from_config(cls, config, probe_data=None):
+        """The resampler of `get_config()`; an oracle's `probe_data` is given again."""
         config = dict(config)
         config["plan"] = planning.Plan.from_config(config["plan"])
-        return cls(probe_data=probe_data, **config)
+        if isinstance(config.get("strategy"), dict) and probe_data is not None:
+            config["strategy"] = {**config["strategy"], "probe_data": probe_data}
+        elif probe_data is not None:  # a config of the former layout
+            config["probe_data"] = probe_data
+        return cls(**config)
 
     def set_model(self, model):
         """Attaches to the model; a `SubnetworkModel` is made to hold the
@@ -181,7 +172,7 @@ class ChannelResampler(keras.callbacks.Callback):
         super().set_model(model)
         if isinstance(model, subnetwork_lib.SubnetworkModel):
             self._check_trainer(model)
-            model.store_selector_state(self.selector.state_spec())
+            model.selection_state.hold(self.selector.state_spec())
 
     def _check_trainer(self, trainer):
         if not isinstance(trainer, subnetwork_lib.SubnetworkModel):
@@ -198,7 +189,7 @@ class ChannelResampler(keras.callbacks.Callback):
                 "or budget); build both from the same `kmd.plan(...)` result."
             )
         if self.selector.needs_all_norms:
-            trainer.use_dense_kernel_gradients(reason=f"Strategy {self.strategy!r}")
+            trainer.use_dense_kernel_gradients(reason=f"Strategy {self.strategy.name!r}")
 
     def on_train_begin(self, logs=None):
         self._check_trainer(self.model)
@@ -209,65 +200,20 @@ class ChannelResampler(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_begin(self, epoch, logs=None):
-        start = time.perf_counter()
         trainer = self.model
-        pool = self.plan.pool
-        step = int(trainer.epochs_selected.numpy())
-        previous = trainer.current_selection() if step > 0 else None
-        norms = trainer.channel_norms(self.norm_statistic) if step > 0 else None
-        if self.selector.needs_all_norms and norms is None:
-            norms = trainer.measure_channel_norms(self.probe_data, self.probe_steps)
-        self._load_state(trainer, step)
-        context = strategies_base.SelectionContext(
-            epoch=step,
-            rng=np.random.default_rng([self.seed, step]),
-            previous=previous,
-            norms=norms,
-            kernels=trainer.kernel_values,
-            seed=self.seed,
-        )
-        selected = self.selector.select(context)
-        seen = trainer.selection_state[subnetwork_lib.SEEN].numpy()
-        seen[selected] = 1.0
-        trainer.selection_state[subnetwork_lib.SEEN].assign(seen)
-        self._save_state(trainer)
-        # The selector keeps to its budget (or, for full fine-tuning, ignores it by design).
-        trainer.set_selection(selected, allow_over_budget=True)
-        trainer.reset_norms()
-        trainer.epochs_selected.assign(step + 1)
-        cost = pool.cost_of(selected)
-        explored = float(seen.mean()) if seen.size else 0.0
-        reference = self.selector.reference_units()
-        trainer.set_progress(cost / max(reference, 1), len(selected), explored)
-        record = EpochSelection(
-            epoch=epoch,
-            channels=pool.to_dict(selected),
-            cost_units=cost,
-            explored=explored,
-            seconds=time.perf_counter() - start,
-        )
+        probe = None
+        if self.strategy.needs_all_norms:
+            probe = functools.partial(trainer.measure_channel_norms, self.strategy.probe_data,
+                                      self.strategy.probe_steps)
+        record = trainer.selection_state.resample(
+            self.selector, self.seed, norm_statistic=self.norm_statistic,
+            kernels=trainer.kernel_values, probe=probe, epoch=epoch)
         self.history[epoch] = record
         if self.verbose:
-            print(f"ChannelResampler[{self.strategy}] epoch {epoch + 1}: "
-                  f"{record.num_channels} channels, {cost:,}/{self.plan.budget_units:,} "
-                  f"units, explored {100 * explored:.1f} %")
+            print(f"ChannelResampler[{self.strategy.name}] epoch {epoch + 1}: "
+                  f"{record.num_channels} channels, {record.cost_units:,}/"
+                  f"{self.plan.budget_units:,} units, explored {100 * record.explored:.1f} %")
         self._write_summaries(record)
-
-    def _load_state(self, trainer, step):
-        """The selector's state: its initial state before the first epoch, else
-        what the model holds (a resumed run continues from it)."""
-        if step == 0:
-            self.selector.state = self.selector.initial_state()
-            return
-        self.selector.state = {
-            name: np.array(trainer.selection_state[name].numpy(), dtype=dtype).reshape(shape)
-            for name, (shape, dtype) in self.selector.state_spec().items()
-        }
-
-    def _save_state(self, trainer):
-        for name, (shape, dtype) in self.selector.state_spec().items():
-            value = np.asarray(self.selector.state[name], dtype=dtype).reshape(shape)
-            trainer.selection_state[name].assign(value)
 
     def _write_summaries(self, record):
         if self._writer is None:
@@ -293,13 +239,31 @@ def _check_seed(seed):
     return int(seed)
 
 
-def _check_probe_steps(probe_steps):
-    """`probe_steps` as an int or None; raises unless None or an integer >= 1."""
-    if probe_steps is None:
-        return None
-    if not strategies_base.is_integer(probe_steps) or probe_steps < 1:
+def _configured(strategy, deprecated_options):
+    """The configured `Strategy`, the former keyword options translated (with a warning)."""
+    unknown = sorted(set(deprecated_options) - set(DEPRECATED_OPTIONS))
+    if unknown:
+        raise TypeError(f"ChannelResampler() got an unexpected keyword argument {unknown[0]!r}.")
+    if not deprecated_options:
+        return registry.create(strategy)
+    given = ", ".join(f"`{name}`" for name in deprecated_options)
+    if isinstance(strategy, strategy_lib.Strategy):
         raise ValueError(
-            f"`probe_steps` must be an integer >= 1 (batches of `probe_data` the oracle "
-            f"measures) or None (every batch), got {probe_steps!r}."
+            f"{given} given both to `ChannelResampler` and in the configured strategy "
+            f"{strategy!r}: drop them from `ChannelResampler`."
         )
-    return int(probe_steps)
+    cls = registry.strategy_class(strategy)
+    accepted = set(cls.option_names)
+    if registry.get(strategy).needs_all_norms:
+        accepted |= set(strategy_lib.PROBE_OPTIONS)
+    options = {k: v for k, v in deprecated_options.items() if k in accepted}
+    strategy = registry.create(strategy, **options)
+    ignored = sorted(set(deprecated_options) - accepted)
+    warnings.warn(
+        f"`ChannelResampler`'s {given} {'is' if len(deprecated_options) == 1 else 'are'} "
+        "deprecated: a strategy takes its own options. Pass `strategy=kmd.strategies."
+        f"{strategy_lib.call_form(strategy, [f'{k}=...' for k in options])}` instead"
+        + (f" ({', '.join(ignored)}: no option of {strategy.name!r}, ignored)." if ignored
+           else "."),
+        DeprecationWarning, stacklevel=3)
+    return strategy

@@ -35,7 +35,7 @@ model: what it trains is in the original model afterwards. Each step:
    so `ema_overwrite_frequency` and the write-back at the end of `fit` leave
    it bit-identical);
 7. the per-input-channel gradient norms are accumulated in variables that the
-   `ChannelResampler` reads at the next epoch (with selected kernel
+   next epoch's draw reads (`selection_state.resample`; with selected kernel
    gradients, the norms of channels that did not train are 0: a resampler
    whose strategy reads them, an oracle, switches the model to dense kernel
    gradients).
@@ -44,12 +44,14 @@ A kernel regularizer (`kernel_regularizer=`) is honoured by both kernel
 gradient paths: the selected path adds the penalty's gradient on the selected
 channels (`kernel_gradients.regularizer_gradient`).
 
-The model also holds, as non-trainable variables, the selection state that
-must survive a restart: the explored set, the epoch counter, and whatever
-state the strategy's selector declares (`ChannelSelector.initial_state`;
-`ChannelResampler` asks for it with `store_selector_state`). They are saved
-and restored with the weights by `keras.callbacks.BackupAndRestore` and in
-`.keras` files.
+The selection lives in one object the model owns, `trainer.selection_state`
+(`keras_medyate.selection.SelectionState`): the masks, the norm accumulators
+and the state that must survive a restart (the explored set, the epoch
+counter, and whatever state the strategy's selector declares,
+`ChannelSelector.initial_state`), all non-trainable variables of the model.
+`ChannelResampler` applies each epoch's draw to it in one call. The variables
+are saved and restored with the weights by `keras.callbacks.BackupAndRestore`
+and in `.keras` files.
 
 Example:
 
@@ -78,14 +80,11 @@ from keras_medyate import channels as channels_lib
 from keras_medyate import divergence
 from keras_medyate import kernel_gradients as kernel_gradients_lib
 from keras_medyate import planning
-from keras_medyate import ranking as ranking_lib
+from keras_medyate import selection as selection_lib
+from keras_medyate.data.batches import as_dataset
 
 BATCHNORM_MODES = ("frozen", "train")
 KERNEL_GRADIENTS = ("auto", "selected", "dense")
-NORM_STATISTICS = ("mean", "last")
-#: The selection state the resampler itself keeps (the explored set); a
-#: selector may not declare state under this name.
-SEEN = "channel_seen"
 #: Position of `callbacks` among `keras.Model.fit`'s positional arguments.
 FIT_CALLBACKS_POSITION = 5
 
@@ -111,7 +110,7 @@ class SubnetworkModel(keras.Model):
             not train, as the oracles do: then dense).
         name: str, the model name.
         selector_state: dict name → `(shape, dtype)` of selector state to
-            hold from the start (what `store_selector_state` recorded; the
+            hold from the start (what `selection_state.hold` recorded; the
             config of a saved model carries it). Defaults to none: the
             `ChannelResampler` adds its selector's state when it is attached
             (`fit` attaches it before `BackupAndRestore` restores anything).
@@ -120,9 +119,12 @@ class SubnetworkModel(keras.Model):
 
     Attributes:
         plan: the plan.
-        masks: dict layer name → float32 variable over its input channels.
-        selection_state: dict name → non-trainable variable: `channel_seen`
-            (the explored set) and the state of the selectors stored so far.
+        selection_state: `keras_medyate.selection.SelectionState`, the
+            selection's variables and its per-epoch update (`resample`); also
+            a mapping name → non-trainable variable: `channel_seen` (the
+            explored set) and the state of the selectors held so far.
+        masks: dict layer name → float32 variable over its input channels
+            (`selection_state.masks`).
 
     Logs (visible in the progress bar): `budget_used` (fraction of the budget
     taken by the current selection; of the whole search space for full
@@ -148,28 +150,12 @@ class SubnetworkModel(keras.Model):
         by_name = {info.name: info for info in infos}
         self._space = [by_name[name] for name in plan.layers]
         self._head = by_name[plan.classifier]
-        pool = plan.pool
-        self.masks = {}
-        self._norm_sums = []
-        self._norm_last = []
-        for k, info in enumerate(self._space):
-            suffix = f"{k}_{info.name.replace('/', '_')}"
-            self.masks[info.name] = self._state_variable(f"mask_{suffix}", (info.num_channels,), 1.0)
-            self._norm_sums.append(self._state_variable(f"norm_sum_{suffix}", (info.num_channels,)))
-            self._norm_last.append(self._state_variable(f"norm_last_{suffix}", (info.num_channels,)))
-        self._norm_steps = self._state_variable("norm_steps", ())
-        self.selection_state = {SEEN: self._state_variable(SEEN, (pool.size,), dtype="float64")}
-        self.epochs_selected = self._state_variable("epochs_selected", (), dtype="int64")
-        self._budget_used = self._state_variable("budget_used", ())
-        self._channels_selected = self._state_variable("channels_selected", ())
-        self._explored = self._state_variable("explored", ())
+        self.selection_state = selection_lib.SelectionState(
+            plan, self._state_variable, on_head_only_change=self._retrace)
+        self.selection_state.hold(selector_state or {})
         self._measure_function = None
         self._taps = _selected_gradient_taps(model, self._space, kernel_gradients)
-        self._head_only = False
-        self._selection_set = False
         self._warned_no_resampler = False
-        self._selector_state = {}
-        self.store_selector_state(selector_state or {})
         # What the last step found non-finite (`divergence.NONFINITE_CAUSES`; 0:
         # nothing). A plain TF variable, not a Keras weight: it is neither saved
         # nor restored with the model (a backup never resumes a stopped run).
@@ -186,8 +172,8 @@ class SubnetworkModel(keras.Model):
             "batchnorm": self.batchnorm,
             "kernel_gradients": self.kernel_gradients,
             "name": self.name,
-            "selector_state": {name: {"shape": list(shape), "dtype": dtype}
-                               for name, (shape, dtype) in self._selector_state.items()},
+            "selector_state": {name: {"shape": list(shape), "dtype": dtype} for name, (shape, dtype)
+                               in self.selection_state.selector_spec.items()},
         }
 
     @classmethod
@@ -201,44 +187,25 @@ class SubnetworkModel(keras.Model):
                    selector_state=selector_state,
                    kernel_gradients=config.get("kernel_gradients", "auto"))
 
-    def store_selector_state(self, spec):
-        """Holds a non-trainable variable for every entry of a selector's state.
-
-        Entries already held are kept (their shape and dtype must match);
-        new ones start at zero. `ChannelResampler` calls this when it is
-        attached to the model, before any backup is restored.
-
-        Args:
-            spec: dict name → `(shape, dtype)`, as `ChannelSelector.state_spec()`
-                returns it.
-
-        Raises:
-            ValueError: a name the resampler uses itself, or an entry held
-                with another shape or dtype.
-        """
-        for name, (shape, dtype) in spec.items():
-            shape, dtype = tuple(int(d) for d in shape), str(keras.backend.standardize_dtype(dtype))
-            if name in self._selector_state:
-                if self._selector_state[name] != (shape, dtype):
-                    raise ValueError(
-                        f"Selector state {name!r} is held with shape and dtype "
-                        f"{self._selector_state[name]}, not {(shape, dtype)}: another "
-                        "strategy stored it. Use a fresh `SubnetworkModel`."
-                    )
-                continue
-            if name in self.selection_state:
-                raise ValueError(
-                    f"A selector may not declare state named {name!r}: the resampler keeps "
-                    "the explored set under that name."
-                )
-            self.selection_state[name] = self._state_variable(name, shape, dtype=dtype)
-            self._selector_state[name] = (shape, dtype)
-
     def _state_variable(self, name, shape, value=0.0, dtype="float32"):
         return self.add_weight(
             name=name, shape=shape, dtype=dtype, trainable=False,
             initializer="zeros" if value == 0 else keras.initializers.Constant(value),
         )
+
+    def _retrace(self):
+        """Traces the training step again (the selection turned empty, or back)."""
+        if getattr(self, "train_function", None) is not None:
+            self.make_train_function(force=True)
+
+    @property
+    def masks(self):
+        return self.selection_state.masks
+
+    @property
+    def _norm_sums(self):
+        # Kept for tests/helpers.py; the accumulators are `selection_state.norm_sums`.
+        return self.selection_state.norm_sums
 
     # The variables this model updates: the search-space kernels and the
     # classifier. Keras builds optimizer slots for these only.
@@ -283,7 +250,7 @@ class SubnetworkModel(keras.Model):
         # `writes_selection = True` (`ChannelResampler` does; the resampler
         # module imports this one, not the other way round).
         if (not any(getattr(c, "writes_selection", False) for c in callbacks)
-                and not self._selection_set and not self._warned_no_resampler):
+                and not self.selection_state.written and not self._warned_no_resampler):
             self._warned_no_resampler = True
             warnings.warn(
                 "SubnetworkModel.fit was called without a ChannelResampler in `callbacks` "
@@ -332,7 +299,8 @@ class SubnetworkModel(keras.Model):
         # below the earliest search-space layer, and backprop stops there.
         # With an empty selection only the head is watched: the step costs a
         # forward pass and the head's gradient.
-        variables = self._head_weights() if self._head_only else self.trainable_weights
+        head_only = self.selection_state.head_only
+        variables = self._head_weights() if head_only else self.trainable_weights
         if not self.optimizer.built:
             # On every updated variable (an empty first selection would build it on
             # the head alone), and before the update, which runs in a `tf.cond`.
@@ -341,7 +309,7 @@ class SubnetworkModel(keras.Model):
             self.optimizer.built = True
         # Under XLA (`jit_compile`, Keras' default on a GPU) a kernel gradient of
         # a run-time number of channels cannot be compiled: the dense path then.
-        taps = None if self._head_only or getattr(self, "jit_compile", False) else self._taps
+        taps = None if head_only or getattr(self, "jit_compile", False) else self._taps
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in variables])
             if taps is None:
@@ -355,7 +323,7 @@ class SubnetworkModel(keras.Model):
         for metric in self.metrics:
             if metric.name == "loss":
                 metric.update_state(loss, sample_weight=batch_size)
-        if self._head_only:
+        if head_only:
             # No channel was differentiated: no norm step is counted, so
             # `channel_norms()` stays None and an oracle re-probes.
             gradients = tape.gradient(scaled_loss, variables)
@@ -414,19 +382,15 @@ class SubnetworkModel(keras.Model):
     def _apply(self, gradients, measured):
         """Records the norms, applies the masked update, restores frozen slices."""
         kernels = [info.kernel for info in self._space]
+        self.selection_state.record_norms([
+            channels_lib.channel_norms(tf.convert_to_tensor(whole), info.channel_axis, tf)
+            for info, whole in zip(self._space, measured)])
         masked, masks, previous = [], [], []
-        for info, kernel, gradient, whole, norm_sum, norm_last in zip(
-            self._space, kernels, gradients, measured, self._norm_sums, self._norm_last
-        ):
-            norms = channels_lib.channel_norms(tf.convert_to_tensor(whole), info.channel_axis,
-                                               tf)
-            norm_sum.assign_add(norms)
-            norm_last.assign(norms)
+        for info, kernel, gradient in zip(self._space, kernels, gradients):
             mask = _broadcastable(self.masks[info.name], info)
             masks.append(mask)
             masked.append(gradient * tf.cast(mask, gradient.dtype))
             previous.append(tf.identity(kernel.value))
-        self._norm_steps.assign_add(1.0)
         self.optimizer.apply(masked + list(gradients[len(self._space):]),
                              self.trainable_weights)
         for kernel, mask, old in zip(kernels, masks, previous):
@@ -522,22 +486,21 @@ class SubnetworkModel(keras.Model):
 
     def _step_logs(self, x, y, y_pred, sample_weight):
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        logs["budget_used"] = self._budget_used.value
-        logs["channels_selected"] = self._channels_selected.value
-        logs["explored"] = self._explored.value
+        logs.update(self.selection_state.logs())
         return logs
 
     def _head_weights(self):
         return [v for v in self._head.layer.weights if v.trainable]
 
-    # --- State read and written by ChannelResampler -------------------------
+    # --- The selection (`selection_state` holds it) -------------------------
 
     def set_selection(self, flat_indices, allow_over_budget=False):
-        """Writes the masks for a selection of flat pool indices.
+        """Selects channels by hand: writes the masks of flat pool indices.
 
         An empty selection switches the step to the head alone (and a
         non-empty one back): at most two traces of the training step, however
-        often the selection changes.
+        often the selection changes. (`ChannelResampler` writes its draws
+        with `selection_state.resample`.)
 
         Args:
             flat_indices: 1-D integers in `[0, plan.pool.size)`, each at most
@@ -551,65 +514,19 @@ class SubnetworkModel(keras.Model):
             ValueError: an index that is not an integer, out of range or
                 repeated, or a selection over the budget.
         """
-        pool = self.plan.pool
-        flat_indices = pool.check_flat_indices(flat_indices)
-        cost = pool.cost_of(flat_indices)
-        if cost > self.plan.budget_units and not allow_over_budget:
-            raise ValueError(
-                f"The selection costs {cost:,} units, over the plan's budget of "
-                f"{self.plan.budget_units:,} units. Select fewer channels or pass "
-                "`allow_over_budget=True`."
-            )
-        self._selection_set = True
-        masks = pool.to_masks(flat_indices)
-        for name, variable in self.masks.items():
-            variable.assign(masks[name])
-        head_only = len(flat_indices) == 0
-        if head_only != self._head_only:
-            self._head_only = head_only
-            if getattr(self, "train_function", None) is not None:
-                self.make_train_function(force=True)
+        self.selection_state.write(flat_indices, allow_over_budget=allow_over_budget)
 
     def current_selection(self):
         """Flat pool indices of the channels whose mask is on."""
-        values = np.concatenate([np.asarray(self.masks[n].numpy()) for n in self.plan.layers])
-        return np.flatnonzero(values > 0).astype(np.int64)
+        return self.selection_state.current()
 
     def channel_norms(self, statistic="mean"):
-        """Per-channel gradient norms since the last reset, flat over the pool.
+        """Per-channel gradient norms since the last resample, flat over the pool.
 
         Returns None if no step ran. `"mean"` is the mean of the per-step
         norms, `"last"` the norm of the last step's gradient.
         """
-        if statistic not in NORM_STATISTICS:
-            raise ValueError(f"`statistic` must be one of {NORM_STATISTICS}, got {statistic!r}.")
-        steps = float(self._norm_steps.numpy())
-        if steps == 0:
-            return None
-        if statistic == "mean":
-            parts = [np.asarray(v.numpy(), np.float64) / steps for v in self._norm_sums]
-        else:
-            parts = [np.asarray(v.numpy(), np.float64) for v in self._norm_last]
-        return np.concatenate(parts)
-
-    def reset_norms(self):
-        """Zeroes the per-channel norm accumulators."""
-        for variable in self._norm_sums + self._norm_last:
-            variable.assign(np.zeros(variable.shape, np.float32))
-        self._norm_steps.assign(0.0)
-
-    def set_progress(self, budget_used, channels_selected, explored):
-        """Values reported in the training logs."""
-        self._budget_used.assign(float(budget_used))
-        self._channels_selected.assign(float(channels_selected))
-        self._explored.assign(float(explored))
-
-    def reset_selection_state(self):
-        """Forgets the selector state, the explored set and the epoch counter."""
-        for variable in self.selection_state.values():
-            variable.assign(np.zeros(variable.shape, variable.dtype))
-        self.epochs_selected.assign(0)
-        self.reset_norms()
+        return self.selection_state.norms(statistic)
 
     def kernel_values(self):
         """{layer name: kernel ndarray} for the search space."""
@@ -633,7 +550,7 @@ class SubnetworkModel(keras.Model):
                 "Compile the SubnetworkModel (`trainer.compile(optimizer, loss)`) "
                 "before measuring gradient norms."
             )
-        dataset = ranking_lib.as_dataset(dataset)
+        dataset = as_dataset(dataset)
         if self._measure_function is None:
             kernels = [info.kernel for info in self._space]
 

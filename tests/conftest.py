@@ -13,9 +13,10 @@ monkeypatches a variable does not change what the other tests use.
 When data is missing, the fixture fails under CI (``CI=true``) with the variable
 to set, and skips with the same message elsewhere (``pytest.ini`` prints skip
 reasons: ``-rs``). Missing packages are treated the same way: under CI,
-``pytest.importorskip`` (how the LiteRT, Ray and notebook tests ask for
-``ai_edge_litert``, ``ray``, ``nbclient``…) fails instead of skipping, since
-``.ci/run`` installs every extra the tests import. Example::
+``pytest.importorskip`` (how the LiteRT, Ray, Flower and notebook tests ask for
+``ai_edge_litert``, ``ray``, ``flwr``, ``nbclient``…) fails instead of skipping, since
+``.ci/run`` installs every extra the tests import (the ``test`` extra includes the
+``federated`` one). Example::
 
     def test_mcunet_loads(weights_dir):          # a folder holding mcunet-5fps.pkl
         kmd.models.mcunet_5fps(weights_dir=weights_dir)

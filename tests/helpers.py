@@ -134,12 +134,14 @@ def efficientnet_lite_like(input_shape=(64, 64, 3), classes=5, width=0.5, name="
 
 #: Kinks (input values where the derivative jumps) of Keras' piecewise activations.
 ACTIVATION_KINKS = {"relu": (0.0,), "relu6": (0.0, 6.0), "hard_sigmoid": (-3.0, 3.0),
-                    "hard_silu": (-3.0, 3.0), "hard_swish": (-3.0, 3.0)}
+                    "hard_silu": (-3.0, 3.0), "hard_swish": (-3.0, 3.0), "leaky_relu": (0.0,)}
 
 
 def _kinks_of(layer):
-    """The kinks of a layer's activation (a ReLU layer, an `Activation`, or a conv /
-    Dense `activation=`), or () for a smooth or linear one."""
+    """The kinks of a layer's activation (a ReLU or LeakyReLU layer, an `Activation`,
+    or a conv / Dense `activation=`), or () for a smooth or linear one."""
+    if isinstance(layer, keras.layers.LeakyReLU):
+        return (0.0,)
     if isinstance(layer, keras.layers.ReLU):
         kinks = [float(layer.threshold)]
         if layer.max_value is not None:
@@ -187,7 +189,8 @@ def kink_margins(model, x, max_pool=True):
             rms = max(float(np.sqrt(np.mean(np.asarray(value, np.float64)**2))), 1e-30)
             margins = np.minimum(margins, gaps.reshape(len(x), -1).min(axis=1) / rms)
             continue
-        if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+        if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation,
+                              keras.layers.LeakyReLU)):
             pre = np.asarray(value, np.float64)
         else:  # a fused activation: the layer's affine map alone
             saved = layer.activation
@@ -268,12 +271,12 @@ def random_data(n=32, size=16, num_classes=3, seed=0):
 def make_pool(num_channels, costs):
     """A `ChannelPool` of layers `layer0`, `layer1`, ... with these channel
     counts and per-channel costs."""
-    from keras_medyate.strategies import base  # noqa: PLC0415
+    from keras_medyate.channel_pool import ChannelPool  # noqa: PLC0415
 
     num_channels = np.asarray(num_channels, np.int64)
     offsets = np.concatenate([[0], np.cumsum(num_channels)[:-1]]).astype(np.int64)
     names = tuple(f"layer{i}" for i in range(len(num_channels)))
-    return base.ChannelPool(names, num_channels, np.asarray(costs, np.int64), offsets)
+    return ChannelPool(names, num_channels, np.asarray(costs, np.int64), offsets)
 
 
 # --- tiny-training checkpoint files ----------------------------------------------

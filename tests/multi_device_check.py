@@ -63,8 +63,10 @@ def train(strategy_scope, method, epochs, backup=None, interrupt_at=None, save=N
         trainer = kmd.SubnetworkModel(model, plan)
         trainer.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=LOSS)
     x, y = data()
-    resampler = kmd.ChannelResampler(plan, strategy=method, seed=3,
-                                     probe_data=dataset(*data(16, seed=1)), probe_steps=1)
+    oracle = kmd.strategies.strategy_class(method).selector_class.needs_all_norms
+    options = {"probe_data": dataset(*data(16, seed=1)), "probe_steps": 1} if oracle else {}
+    resampler = kmd.ChannelResampler(plan, strategy=kmd.strategies.create(method, **options),
+                                     seed=3)
     callbacks = [resampler]
     if backup is not None:
         callbacks.insert(0, keras.callbacks.BackupAndRestore(backup))

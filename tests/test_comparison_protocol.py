@@ -77,9 +77,9 @@ def test_a_diverging_run_is_retried_at_half_the_learning_rate(monkeypatch):
 
     tried.clear()
     with pytest.raises(TrainingDivergedError,
-                       match=r"try 1: .*rate 0\.005 \| try 2: .*rate 0\.0025\)"):
+                       match=r"try 1: .*rate 0\.01 \| try 2: .*rate 0\.005\)"):
         runner.run_one(settings.RunConfig(method="full", max_retries=1), "data", None, None)
-    assert [lr for lr, _ in tried] == [0.005, 0.0025]
+    assert [lr for lr, _ in tried] == [0.01, 0.005]
 
 
 # --- the recipe is keras_medyate.recipe ------------------------------------------------------

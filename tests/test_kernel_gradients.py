@@ -124,7 +124,7 @@ def test_an_oracle_switches_an_auto_model_to_dense_kernel_gradients():
         plan = kmd.plan(model, budget=600)
         trainer = kmd.SubnetworkModel(model, plan, kernel_gradients=mode)
         trainer.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
-        resampler = kmd.ChannelResampler(plan, strategy="det_rgn", probe_data=(x, y))
+        resampler = kmd.ChannelResampler(plan, strategy=kmd.strategies.DetRGN(probe_data=(x, y)))
         if expect_error:
             with pytest.raises(ValueError, match="Strategy 'det_rgn' reads the gradient norms"):
                 trainer.fit(x, y, epochs=1, verbose=0, callbacks=[resampler])

@@ -44,9 +44,13 @@ def read(name):
     return nbformat.read(os.path.join(COLAB, name), as_version=4)
 
 
+#: The extras each tutorial's install cell asks for (the default: litert and notebooks).
+EXTRAS = {"04_federated.ipynb": "litert,notebooks,federated"}
+
+
 def test_every_tutorial_is_listed():
     assert NOTEBOOKS == ["01_quickstart.ipynb", "02_on_device_training.ipynb",
-                         "03_reproduce_the_paper.ipynb"]
+                         "03_reproduce_the_paper.ipynb", "04_federated.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -73,7 +77,8 @@ def test_layout(name):
     assert "TODO" not in text and "tf.keras" not in text
     # The install cell uses the project's URL (setup.py) and the extras the notebooks need.
     url = "git+https://github.com/keras-medyate/keras-medyate"
-    assert f'"keras-medyate[litert,notebooks] @ {url}"' in install[0]
+    extras = EXTRAS.get(name, "litert,notebooks")
+    assert f'"keras-medyate[{extras}] @ {url}"' in install[0]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

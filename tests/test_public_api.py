@@ -1,6 +1,8 @@
 """The package's public surface: lazy subpackages, core names, no import side effects."""
 
+import importlib
 import os
+import pkgutil
 import subprocess
 import sys
 
@@ -54,6 +56,35 @@ def test_dir_lists_core_names_and_submodules():
     for name in CORE_NAMES + SUBMODULES:
         assert name in listed, name
     assert "demo" not in listed  # a program, run with `python -m keras_medyate.demo`
+
+
+PACKAGES_WITH_ALL = ("keras_medyate", "keras_medyate.data", "keras_medyate.models",
+                     "keras_medyate.strategies", "keras_medyate.comparison", "tflite_export",
+                     "tflite_export.step_kinds")
+
+
+def test_every_submodule_is_listed_as_public_internal_or_a_program():
+    """A new module is a decision: public (an attribute), internal, or a program."""
+    on_disk = {info.name for info in pkgutil.iter_modules(kmd.__path__)
+               if not info.name.startswith("_")}
+    assert on_disk == kmd._SUBMODULES | kmd._PROGRAMS | kmd._INTERNAL
+    assert not kmd._SUBMODULES & (kmd._PROGRAMS | kmd._INTERNAL)
+    with pytest.raises(AttributeError, match=r"keras_medyate\.files is internal"):
+        kmd.__getattr__("files")
+
+
+def test_every_package_declares_its_public_names():
+    for package in PACKAGES_WITH_ALL:
+        module = importlib.import_module(package)
+        names = module.__all__
+        assert names and len(set(names)) == len(names), package
+        for name in names:
+            try:
+                value = getattr(module, name)
+            except ModuleNotFoundError as error:  # `OnDeviceTrainer` without LiteRT
+                pytest.importorskip(error.name)
+                raise
+            assert value is not None, f"{package}.{name}"
 
 
 def test_unknown_attribute_says_what_exists():

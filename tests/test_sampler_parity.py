@@ -1,6 +1,6 @@
 """Host and device select the same channels: same seed + same state ⇒ same selection.
 
-`kmd.ChannelResampler(plan, "medyate", seed, epsilon=...)` trains a
+`kmd.ChannelResampler(plan, kmd.strategies.MeDyate(epsilon=...), seed)` trains a
 `SubnetworkModel` for a few epochs; before every epoch the host's state (the
 selector's stored norms, measured set and max-fill flag, the explored set,
 the epoch counter, the current mask and the norm accumulators) is copied
@@ -22,7 +22,7 @@ import keras_medyate as kmd
 pytest.importorskip("ai_edge_litert", reason="needs the litert extra: pip install -e '.[litert]' "
                     "(included in '.[test]')")
 
-from keras_medyate import subnetwork_model  # noqa: E402
+from keras_medyate import selection  # noqa: E402
 from tests.helpers import export, random_data, small_cnn  # noqa: E402
 
 EPOCHS = 4
@@ -73,10 +73,10 @@ class CaptureHostState(keras.callbacks.Callback):
             "mask": pool.flat_mask(trainer.current_selection()),
             "memory": self._memory(),
             "measured": np.asarray(state["channel_measured"].numpy(), np.float32),
-            "seen": np.asarray(state[subnetwork_model.SEEN].numpy(), np.float32),
-            "norm_sum": np.concatenate([v.numpy() for v in trainer._norm_sums]).astype(np.float32),
-            "norm_steps": np.array([trainer._norm_steps.numpy()], np.float32),
-            "epoch": np.array([trainer.epochs_selected.numpy()], np.int32),
+            "seen": np.asarray(state[selection.SEEN].numpy(), np.float32),
+            "norm_sum": np.concatenate([v.numpy() for v in state.norm_sums]).astype(np.float32),
+            "norm_steps": np.array([state.norm_steps.numpy()], np.float32),
+            "epoch": np.array([state.epochs_selected.numpy()], np.int32),
             "max_filled": np.array([float(state["memory_max_filled"].numpy())], np.float32),
         }
 
@@ -106,7 +106,8 @@ def test_host_and_device_select_the_same_channels_every_epoch(tmp_path, model_na
     trainer.compile(optimizer=keras.optimizers.SGD(0.05),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
     capture = CaptureHostState()
-    resampler = kmd.ChannelResampler(plan, strategy="medyate", seed=SEED, epsilon=epsilon)
+    resampler = kmd.ChannelResampler(plan, strategy=kmd.strategies.MeDyate(epsilon=epsilon),
+                                     seed=SEED)
     x, y = random_data(16, size)
     trainer.fit(x, y, batch_size=8, epochs=EPOCHS, shuffle=False, verbose=0,
                 callbacks=[capture, resampler])

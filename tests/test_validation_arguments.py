@@ -45,9 +45,10 @@ def test_resampler_seed_must_be_a_non_negative_integer(model_and_plan, seed, sho
 def test_probe_steps_must_be_a_positive_integer(model_and_plan, steps):
     _, plan = model_and_plan
     with pytest.raises(ValueError, match=rf"`probe_steps` must be an integer >= 1 .*got {steps}"):
-        kmd.ChannelResampler(plan, strategy="det_rgn", probe_data=data(), probe_steps=steps)
-    assert kmd.ChannelResampler(plan, strategy="det_rgn", probe_data=data(),
-                                probe_steps=None).probe_steps is None
+        kmd.ChannelResampler(plan, strategy=kmd.strategies.DetRGN(probe_data=data(),
+                                                                  probe_steps=steps))
+    assert kmd.ChannelResampler(plan, strategy=kmd.strategies.DetRGN(
+        probe_data=data(), probe_steps=None)).strategy.probe_steps is None
 
 
 @pytest.mark.parametrize("rate", [-1, -1e-3, float("nan"), float("inf"), "0.1"])

@@ -37,15 +37,16 @@ flatbuffer schema from it): `pip install "keras-medyate[litert]"`.
 
 import importlib
 
-__all__ = ["OnDeviceTrainer", "export_training_model"]
+__all__ = ["OnDeviceTrainer", "SliceUpdate", "export_training_model"]
 
 #: The command that installs what this package needs beyond keras-medyate itself.
 LITERT_INSTALL = 'pip install "keras-medyate[litert]"'
 
 # Lazy: `OnDeviceTrainer` needs only numpy + ai_edge_litert (+ the numpy-only
-# `keras_medyate.strategies.base.ChannelPool`), and the exporter pulls in
+# `keras_medyate.channel_pool.ChannelPool`), and the exporter pulls in
 # TensorFlow; an app-side process imports only what it uses.
-_EXPORTS = {"export_training_model": "exporter", "OnDeviceTrainer": "on_device"}
+_EXPORTS = {"export_training_model": "exporter", "OnDeviceTrainer": "on_device",
+            "SliceUpdate": "on_device"}
 
 
 def __getattr__(name):

@@ -135,8 +135,8 @@ def export_training_model(model, plan, path, batch_size=8, learning_rate=None,
             `tflite_export/README.md`.
 
     With the same `seed`, `epsilon` and state, the file's `resample` selects
-    exactly the channels `kmd.ChannelResampler(plan, "medyate", seed,
-    epsilon=epsilon)` selects: both draw from
+    exactly the channels `kmd.ChannelResampler(plan, kmd.strategies.MeDyate(epsilon=epsilon),
+    seed=seed)` selects: both draw from
     `keras_medyate.strategies.random_stream`.
 
     Returns:
@@ -206,8 +206,7 @@ def _check_arguments(model, plan, path, batch_size, learning_rate, epsilon, fill
             isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
             or not math.isfinite(learning_rate) or learning_rate <= 0):
         raise ValueError(f"`learning_rate` must be a positive finite float, got {learning_rate!r}.")
-    if not isinstance(epsilon, (int, float)) or not 0 <= epsilon < 1:
-        raise ValueError(f"`epsilon` must be in [0, 1), got {epsilon!r}.")
+    strategies_base.check_epsilon(epsilon)
     strategies_base.check_fill_mode(
         fill, (sampler.FILL_MODE,), where=" on the device",
         hint="The 'skip' fill is sequential and has no builtin-op form; export with "

@@ -359,31 +359,91 @@ def hard_sigmoid(x):
     return tf.nn.relu6(x + tf.constant(3.0, x.dtype)) / tf.constant(6.0, x.dtype)
 
 
-def activation_forward(x, function):
-    """`function` of `graph.ACTIVATIONS` (not the ReLUs) as Keras computes it."""
-    if function == "hard_sigmoid":
-        return hard_sigmoid(x)
-    if function == "hard_silu":
-        return x * hard_sigmoid(x)
-    if function == "sigmoid":
-        return tf.sigmoid(x)
-    if function == "silu":
-        return x * tf.sigmoid(x)
-    raise ValueError(f"Unknown activation {function!r}.")
+class _Function:
+    """One activation of the `activation` step kind: its forward, what its backward
+    reads (`saves`: a bool mask of its input, its input or its output) and its
+    input gradient."""
 
+    saves = "input"
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def saved(self, x, y):
+        """The tensor `saves` names (x: input, y: output)."""
+        return y if self.saves == "output" else x
+
+    def input_grad(self, dy, saved):
+        raise NotImplementedError
+
+
+class _HardSigmoid(_Function):
+    saves = "input_mask"
+
+    def forward(self, x):
+        return hard_sigmoid(x)
+
+    def saved(self, x, y):
+        return _hard_sigmoid_mask(x)
+
+    def input_grad(self, dy, saved):
+        return tf.where(saved, dy / tf.constant(6.0, dy.dtype), tf.zeros_like(dy))
+
+
+class _HardSilu(_Function):
+    def forward(self, x):
+        return x * hard_sigmoid(x)
+
+    def input_grad(self, dy, saved):
+        x = saved
+        through_gate = tf.where(_hard_sigmoid_mask(x), (dy * x) / tf.constant(6.0, dy.dtype),
+                                tf.zeros_like(dy))
+        return dy * hard_sigmoid(x) + through_gate
+
+
+class _Sigmoid(_Function):
+    saves = "output"
+
+    def forward(self, x):
+        return tf.sigmoid(x)
+
+    def input_grad(self, dy, saved):
+        return dy * (saved * (1.0 - saved))
+
+
+class _Silu(_Function):
+    def forward(self, x):
+        return x * tf.sigmoid(x)
+
+    def input_grad(self, dy, saved):
+        sigmoid = tf.sigmoid(saved)
+        return dy * (sigmoid * (1.0 + saved * (1.0 - sigmoid)))
+
+
+#: The activations of the `activation` step kind (Keras function names), one
+#: class each: `graph.ACTIVATIONS` lists them with the ReLUs and "linear".
+ACTIVATION_FUNCTIONS = {"hard_sigmoid": _HardSigmoid(), "hard_silu": _HardSilu(),
+                        "sigmoid": _Sigmoid(), "silu": _Silu()}
 
 #: What the backward pass of each activation reads: a mask of its input
 #: (bool), its input or its output (float).
-ACTIVATION_SAVES = {"hard_sigmoid": "input_mask", "hard_silu": "input", "sigmoid": "output",
-                    "silu": "input"}
+ACTIVATION_SAVES = {name: function.saves for name, function in ACTIVATION_FUNCTIONS.items()}
+
+
+def _activation(function):
+    if function not in ACTIVATION_FUNCTIONS:
+        raise ValueError(f"Unknown activation {function!r}.")
+    return ACTIVATION_FUNCTIONS[function]
+
+
+def activation_forward(x, function):
+    """`function` of `ACTIVATION_FUNCTIONS` as Keras computes it."""
+    return _activation(function).forward(x)
 
 
 def activation_saved(x, y, function):
     """The tensor `ACTIVATION_SAVES` names for `function` (x: input, y: output)."""
-    saves = ACTIVATION_SAVES[function]
-    if saves == "input_mask":
-        return _hard_sigmoid_mask(x)
-    return y if saves == "output" else x
+    return _activation(function).saved(x, y)
 
 
 def _hard_sigmoid_mask(x):
@@ -393,19 +453,7 @@ def _hard_sigmoid_mask(x):
 
 def activation_input_grad(dy, saved, function):
     """dL/dX of an activation from `activation_saved`'s tensor."""
-    sixth = tf.constant(6.0, dy.dtype)
-    if function == "hard_sigmoid":
-        return tf.where(saved, dy / sixth, tf.zeros_like(dy))
-    if function == "hard_silu":
-        x = saved
-        through_gate = tf.where(_hard_sigmoid_mask(x), (dy * x) / sixth, tf.zeros_like(dy))
-        return dy * hard_sigmoid(x) + through_gate
-    if function == "sigmoid":
-        return dy * (saved * (1.0 - saved))
-    if function == "silu":
-        sigmoid = tf.sigmoid(saved)
-        return dy * (sigmoid * (1.0 + saved * (1.0 - sigmoid)))
-    raise ValueError(f"Unknown activation {function!r}.")
+    return _activation(function).input_grad(dy, saved)
 
 
 def multiply_input_grad(dy, other, input_shape):

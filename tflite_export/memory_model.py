@@ -9,8 +9,9 @@ backward pass:
   layer's list whatever the selection) or its whole input (`"dense"`); an explicit
   `ZeroPadding2D` in front of a conv is folded into the conv, so the unpadded
   input is kept; float32;
-- **ReLU masks**: one byte per element of every ReLU output between the
-  earliest search-space layer and the logits (the backprop region);
+- **ReLU masks**: one byte per element of every ReLU and LeakyReLU output
+  between the earliest search-space layer and the logits (the backprop
+  region): the step kinds whose `saves_part` is `"relu_mask_bytes"`;
 - **other saved activations**: what the other non-linear steps of the
   backprop region keep (`TrainingGraph.saved_for_backward`): a hard-sigmoid's
   mask (one byte per element), the input or output of the other activations,
@@ -18,8 +19,9 @@ backward pass:
 - **classifier input**: float32, the head's input;
 - **backward working set**: the largest set of gradient tensors alive at one
   backward step (output gradient, input gradient, pending residual
-  gradients, and the zero-inserted, padded output gradient the kernel
-  gradient of a conv reads its taps from), float32;
+  gradients, and what the step's kind adds, `StepKind.working_elements`:
+  the zero-inserted, padded output gradient the kernel gradient of a conv
+  reads its taps from), float32;
 - **weight update**: three float32 copies of the trained kernels and the head
   (the value read, the scattered gradient, the updated value);
 - **optimizer state**: with momentum, one float32 buffer per trained weight
@@ -32,7 +34,8 @@ the LiteRT arena: the arena planner, the op temporaries and the XNNPACK
 delegate's own buffers come on top (measured next to it in
 `tflite_export/README.md`).
 
-This module needs numpy only (it runs in the app-side `OnDeviceTrainer`).
+This module needs numpy only (it runs in the app-side `OnDeviceTrainer`):
+`build` reads the step kinds through the steps of the trainer it is given.
 
 Example:
 
@@ -144,19 +147,19 @@ def build(trainer, pool, batch_size, kernel_gradients, weight_elements, momentum
         source, _ = trainer.kept_input(trainer.parametric_step(name))
         kept.append(4 * batch * int(np.prod(graph.shapes[source][1:-1])))
     needs = trainer.requires_grad
-    masks = sum(batch * _elements(graph, s.output) for s in graph.steps
-                if s.kind == "relu" and s.output in needs)
+    saved = dict.fromkeys(("relu_mask_bytes", "saved_activations_bytes"), 0)
+    for step in graph.steps:
+        if step.output in needs:
+            saved[step.spec.saves_part] += batch * _saved_bytes_per_sample(trainer, step)
     head = trainer.parametric_step(trainer.classifier)
-    saved = sum(batch * _saved_bytes_per_sample(trainer, step) for step in graph.steps
-                if step.output in needs)
     return {
         "batch_size": batch,
         "kernel_gradients": kernel_gradients,
         "kept_bytes_per_channel": kept,
         "num_channels": [int(c) for c in pool.num_channels],
         "capacities": None if capacities is None else [int(c) for c in capacities],
-        "relu_mask_bytes": int(masks),
-        "saved_activations_bytes": int(saved),
+        "relu_mask_bytes": int(saved["relu_mask_bytes"]),
+        "saved_activations_bytes": int(saved["saved_activations_bytes"]),
         "classifier_input_bytes": 4 * batch * _elements(graph, head.inputs[0]),
         "backward_working_bytes": int(_backward_working_elements(trainer) * 4 * batch),
         "weight_update_bytes": 3 * 4 * int(weight_elements),
@@ -185,12 +188,7 @@ def _backward_working_elements(trainer):
         if step.output not in needs or step.output not in pending:
             continue
         dy = pending.pop(step.output)
-        extra = 0
-        if step.kind in ("conv", "depthwise"):
-            kh, kw = step.params["kernel_size"]
-            height, width = (int(d) for d in graph.shapes[step.inputs[0]][1:3])
-            channels = int(graph.shapes[step.output][-1])
-            extra = (height + kh) * (width + kw) * channels  # the tap grid
+        extra = step.spec.working_elements(step, graph.shapes)  # a conv's tap grid
         for tensor in step.inputs:
             if tensor in needs and tensor not in pending:
                 pending[tensor] = _elements(graph, tensor)

@@ -18,6 +18,9 @@ selection = trainer.resample(seed=0)        # MeDyate, on the device
 print(selection.cost_units, {k: len(v) for k, v in selection.channels.items()})
 loss = trainer.train(x_batch, y_batch)      # one SGD step on the selected channels
 trainer.set_weights(trainer.get_weights())  # persistence round trip
+update = trainer.get_update()               # federated learning: the slices trained
+print(update.num_bytes, update.channels)    # since the last sync, and the head
+trainer.apply_update(update)                # a received update (e.g. the server's model)
 ```
 """
 
@@ -28,7 +31,8 @@ import time
 import numpy as np
 
 from keras_medyate import console
-from keras_medyate.strategies.base import ChannelPool
+from keras_medyate.channel_pool import ChannelPool
+from keras_medyate.selection import Selection
 from tflite_export import flatbuffer
 from tflite_export import memory_model
 from tflite_export import metadata as metadata_lib
@@ -41,27 +45,89 @@ class NonFiniteLossError(FloatingPointError):
     """`train` met a NaN/inf loss or gradient; the file skipped that update."""
 
 
+#: Suffix of the wire keys of `SliceUpdate.arrays` that hold channel indices.
+CHANNELS_SUFFIX = "/channels"
+
+
 @dataclasses.dataclass
-class Selection:
-    """The channels selected on the device.
+class SliceUpdate:
+    """Trained input-channel slices of the search-space kernels, and the head.
+
+    What a device uploads after local training (`OnDeviceTrainer.get_update`)
+    and what it applies when it receives the server's model
+    (`OnDeviceTrainer.apply_update`). A slice is one input channel of one
+    search-space kernel: `kernel[..., c, :]` for a Conv2D or DepthwiseConv2D
+    (input-channel axis 2), `kernel[c, :]` for a Dense (axis 0).
 
     Attributes:
-        channels: dict layer name → sorted int64 array of input-channel indices.
-        cost_units: int, memory units of the selection (≤ the budget after
-            `resample`).
-        mask: float32 array over the flat pool (1 = selected).
-        epoch: int, resamples done so far (after a `resample`), or None.
+        channels: dict layer name → sorted int32 array of input-channel
+            indices (every search-space layer is present; an empty array
+            when none of its channels is in the update).
+        kernels: dict layer name → float32 array, the layer's kernel (Keras
+            layout) restricted to those channels along its input-channel
+            axis (`len(channels[layer])` long on that axis).
+        head: dict weight key (`"<classifier>/kernel"`,
+            `"<classifier>/bias"`) → float32 array, whole (the classifier is
+            always trained).
+
+    `num_bytes` is the exact payload: 4 bytes per channel index (int32) and
+    per weight (float32). `arrays()` is the flat wire form (keys
+    `"<layer>/channels"`, `"<layer>/kernel"` and the head's keys), which
+    `from_arrays` reads back; a transport adds its own framing per array.
     """
 
     channels: dict
-    cost_units: int
-    mask: np.ndarray
-    epoch: int = None
+    kernels: dict
+    head: dict
 
     @property
     def num_channels(self):
-        """Number of selected channels."""
+        """Number of slices (input channels) in the update, over every layer."""
         return int(sum(len(v) for v in self.channels.values()))
+
+    @property
+    def num_bytes(self):
+        """Exact payload bytes: channel indices (int32), slice values and head (float32)."""
+        return int(sum(a.nbytes for a in self.arrays().values()))
+
+    def arrays(self):
+        """The flat wire form: dict name → ndarray (int32 indices, float32 values)."""
+        flat = {}
+        for layer, channels in self.channels.items():
+            flat[layer + CHANNELS_SUFFIX] = np.asarray(channels, np.int32)
+            flat[f"{layer}/kernel"] = np.asarray(self.kernels[layer], np.float32)
+        for key, value in self.head.items():
+            flat[key] = np.asarray(value, np.float32)
+        return flat
+
+    @classmethod
+    def from_arrays(cls, arrays):
+        """Reads the wire form written by `arrays()`.
+
+        Raises:
+            ValueError: a `"<layer>/channels"` entry without its
+                `"<layer>/kernel"`, or non-integer channel indices.
+        """
+        channels, kernels, head = {}, {}, {}
+        layers = [k[:-len(CHANNELS_SUFFIX)] for k in arrays if k.endswith(CHANNELS_SUFFIX)]
+        for layer in layers:
+            indices = np.asarray(arrays[layer + CHANNELS_SUFFIX])
+            if indices.ndim != 1 or not (np.issubdtype(indices.dtype, np.integer)
+                                         or indices.size == 0):
+                raise ValueError(
+                    f"`{layer}{CHANNELS_SUFFIX}` must be a 1-D array of channel indices, got "
+                    f"{indices.dtype} {indices.shape}.")
+            if f"{layer}/kernel" not in arrays:
+                raise ValueError(
+                    f"The update has `{layer}{CHANNELS_SUFFIX}` but no `{layer}/kernel` (the "
+                    "values of those channels).")
+            channels[layer] = indices.astype(np.int32)
+            kernels[layer] = np.asarray(arrays[f"{layer}/kernel"], np.float32)
+        known = {layer + CHANNELS_SUFFIX for layer in layers} | {f"{l}/kernel" for l in layers}
+        for key, value in arrays.items():
+            if key not in known:
+                head[key] = np.asarray(value, np.float32)
+        return cls(channels=channels, kernels=kernels, head=head)
 
 
 class OnDeviceTrainer:
@@ -83,7 +149,7 @@ class OnDeviceTrainer:
 
     Attributes:
         metadata: dict, the JSON embedded in the file (layers, pool, shapes).
-        pool: `keras_medyate.strategies.ChannelPool`, the search space's
+        pool: `keras_medyate.channel_pool.ChannelPool`, the search space's
             channels, as the exported plan had them.
         layer_names: list of str, the search-space layers (pool order).
         pool_size: int, number of channels in the pool.
@@ -157,7 +223,10 @@ class OnDeviceTrainer:
         # Static files give each list a fixed length (padded with -1).
         self._capacities = [entry.get("capacity") for entry
                             in self.metadata.get("train_channel_inputs", [])]
-        self._mask = self.get_state()["mask"] if self._channel_inputs else None
+        # The current selection (every file: `train` records it for `get_update`).
+        self._mask = self.get_state()["mask"]
+        # Input channels `train` updated since the last sync (`get_update`).
+        self._trained = np.zeros(self.pool_size, bool)
         #: The on-device optimizer (`tflite_export.optimizer.OptimizerSpec.to_config`);
         #: files older than format 3 ran plain SGD.
         self.optimizer = self.metadata.get("optimizer") or {
@@ -210,6 +279,8 @@ class OnDeviceTrainer:
                 f"The training loss became {loss} (learning rate {self.learning_rate():.4g}); "
                 "the step was not applied. Lower the learning rate (export with a smaller "
                 "one, or `set_learning_rate`), or check the inputs' preprocessing.")
+        # The step updated the selected channels (mask > 0, as `train` reads it).
+        self._trained |= self._mask > 0.0
         return loss
 
     def learning_rate(self):
@@ -237,7 +308,7 @@ class OnDeviceTrainer:
                 f"{self.path!r} has no memory model (metadata format version "
                 f"{self.metadata.get('format_version')}); re-export it with this keras-medyate.")
         if mask is None:
-            mask = self._mask if self._mask is not None else self.get_state()["mask"]
+            mask = self._mask
         return memory_model.predict(self.metadata["memory_model"], mask)
 
     def _channel_lists(self):
@@ -262,8 +333,7 @@ class OnDeviceTrainer:
         return lists
 
     def _remember_mask(self, mask):
-        if self._channel_inputs:
-            self._mask = np.asarray(mask, np.float32).copy()
+        self._mask = np.asarray(mask, np.float32).copy()
 
     def infer(self, x, logits=False):
         """Class probabilities (or logits) for a batch of any size.
@@ -466,6 +536,135 @@ class OnDeviceTrainer:
                 raise ValueError(f"The {what} {key!r} holds NaN or infinite values.")
             arrays[key] = array
         return arrays
+
+    # --- federated learning: sparse updates --------------------------------------------
+
+    def trained_since_sync(self):
+        """0/1 float32 mask over the pool: the input channels `train` updated since the
+        last sync (`apply_update` or `mark_synced`).
+
+        A step updates the channels selected when it runs (mask > 0); frozen
+        channels are bit-identical (the file's `where(mask, …)`), so these
+        are the only slices that can differ from the synced model. An app
+        that restarts between two syncs saves this mask with its state and
+        restores it with `mark_synced(trained=...)`.
+        """
+        return self._trained.astype(np.float32)
+
+    def mark_synced(self, trained=None):
+        """Forgets what was trained: the device now holds the server's model.
+
+        Args:
+            trained: optional 0/1 mask over the pool (a saved
+                `trained_since_sync()`) to restore instead, after a restart.
+        """
+        if trained is None:
+            self._trained = np.zeros(self.pool_size, bool)
+            return
+        mask = np.asarray(trained)
+        if mask.shape != (self.pool_size,):
+            raise ValueError(f"`trained` must have shape ({self.pool_size},) (the channel "
+                             f"pool), got {mask.shape}.")
+        self._trained = mask > 0.5
+
+    def get_update(self, every_channel=False):
+        """The slices trained since the last sync, and the head: what a client uploads.
+
+        One `get_weights` call; nothing on the device changes (call
+        `apply_update` with the server's answer, which syncs).
+
+        Args:
+            every_channel: bool, every input channel of the search space
+                instead (dense federated averaging, or a whole model to
+                broadcast). Defaults to False.
+
+        Returns:
+            `SliceUpdate`: per search-space layer the sorted indices of the
+            channels trained since the sync and their kernel slices; the
+            classifier's kernel and bias whole. `num_bytes` counts its
+            payload exactly.
+        """
+        selected = np.ones(self.pool_size, bool) if every_channel else self._trained
+        channels = self.pool.to_dict(np.flatnonzero(selected))
+        weights = self.get_weights()
+        kernels = {}
+        for layer in self.layer_names:
+            indices = np.asarray(channels[layer], np.int32)
+            channels[layer] = indices
+            axis = self._weights[f"{layer}/kernel"]["channel_axis"]
+            kernels[layer] = np.take(weights[f"{layer}/kernel"], indices, axis=axis)
+        layer_keys = {f"{layer}/kernel" for layer in self.layer_names}
+        head = {key: np.asarray(value, np.float32) for key, value in weights.items()
+                if key not in layer_keys}
+        return SliceUpdate(channels=channels, kernels=kernels, head=head)
+
+    def apply_update(self, update, sync=True):
+        """Writes the slices and head of a received `SliceUpdate`; every other slice
+        keeps its exact value.
+
+        Args:
+            update: a `SliceUpdate` (or its `arrays()` wire form) for this
+                file: layers of the search space, channel indices in range,
+                each once; slices shaped like the kernel with
+                `len(channels)` on its input-channel axis; the head whole
+                (or absent: it keeps its value).
+            sync: bool, then forget what was trained (`mark_synced`): right
+                when the update is the server's model. Defaults to True.
+
+        Returns:
+            int, the number of slices written.
+
+        Raises:
+            ValueError: an unknown layer or head key, indices out of range or
+                repeated, or a slice of the wrong shape (nothing is written).
+        """
+        if isinstance(update, dict):
+            update = SliceUpdate.from_arrays(update)
+        weights = self.get_weights()
+        unknown = sorted(set(update.channels) - set(self.layer_names))
+        if unknown:
+            raise ValueError(f"The update has slices of {unknown}, which are not search-space "
+                             f"layers of {self.path!r} ({self.layer_names}).")
+        layer_keys = {f"{layer}/kernel" for layer in self.layer_names}
+        head_keys = set(weights) - layer_keys
+        bad_head = sorted(set(update.head) - head_keys)
+        if bad_head:
+            raise ValueError(f"Unknown head weights {bad_head}; this file's head is "
+                             f"{sorted(head_keys)}.")
+        written = {}
+        count = 0
+        for layer, indices in update.channels.items():
+            key = f"{layer}/kernel"
+            indices = np.asarray(indices)
+            axis = self._weights[key]["channel_axis"]
+            size = weights[key].shape[axis]
+            if indices.size and (indices.min() < 0 or indices.max() >= size
+                                 or len(np.unique(indices)) != len(indices)):
+                raise ValueError(
+                    f"The channels of {layer!r} must be distinct indices in [0, {size}), got "
+                    f"{indices.tolist()[:10]}{'…' if len(indices) > 10 else ''}.")
+            values = np.asarray(update.kernels[layer], np.float32)
+            shape = list(weights[key].shape)
+            shape[axis] = len(indices)
+            if list(values.shape) != shape:
+                raise ValueError(f"The slices of {layer!r} must have shape {tuple(shape)} "
+                                 f"({len(indices)} channels on axis {axis}), got {values.shape}.")
+            if not np.all(np.isfinite(values)):
+                raise ValueError(f"The slices of {layer!r} hold NaN or infinite values.")
+            if len(indices):
+                kernel = np.array(weights[key], np.float32)
+                index = [slice(None)] * kernel.ndim
+                index[axis] = indices.astype(np.int64)
+                kernel[tuple(index)] = values
+                written[key] = kernel
+                count += len(indices)
+        for key, value in update.head.items():
+            written[key] = value
+        if written:
+            self.set_weights(written)  # checks the head's shapes and finiteness
+        if sync:
+            self.mark_synced()
+        return count
 
     # --- the training loop ------------------------------------------------------------
 

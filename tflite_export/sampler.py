@@ -1,8 +1,9 @@
 """The MeDyate channel sampler written in LiteRT builtin ops (runs on the device).
 
 It mirrors `keras_medyate.strategies.medyate.MeDyateSelector` together with
-the bookkeeping `ChannelResampler.on_epoch_begin` does around it, over the
-flat channel pool of the plan:
+the bookkeeping the host's `keras_medyate.selection.SelectionState.resample`
+does around it (`resample` below is its counterpart, one pure function over
+the state tensors), over the flat channel pool of the plan:
 
 1. *observe*: if at least one resample happened and at least one training step
    ran since, the channels selected last epoch store their mean per-step
@@ -148,7 +149,13 @@ def resample(state, seed, costs, budget_units, epsilon):
         epsilon: float, relative floor of the sampling weights.
 
     Returns:
-        (new_state dict, selected float32 (P,) 0/1, cost int32 (1,)).
+        (new_state dict, selected float32 (P,) 0/1, cost int32 (1,)). The host
+        applies the same update to a `SubnetworkModel`'s variables with
+        `selection_state.resample` (its state names: `mask` ↔ the masks,
+        `memory`/`measured`/`max_filled` ↔ MeDyate's `channel_memory`/
+        `channel_measured`/`memory_max_filled`, `seen` ↔ `channel_seen`,
+        `norm_sum`/`norm_steps` ↔ `norm_sums`/`norm_steps`, `epoch` ↔
+        `epochs_selected`).
     """
     size = int(costs.shape[0])
     epoch = state["epoch"]

@@ -451,11 +451,10 @@ def _train_keras(config, model, plan, strategy, train_ds, test_ds, info, epochs,
     else:
         trainer = kmd.SubnetworkModel(model, plan)
         trainer.compile(optimizer=optimizer, **compiled)
-        needs_all_norms = kmd.strategies.get(strategy).needs_all_norms
+        probe = (dict(probe_data=train_ds, probe_steps=config.probe_steps)
+                 if kmd.strategies.get(strategy).needs_all_norms else {})
         resampler = kmd.ChannelResampler(
-            plan, strategy=strategy, seed=config.seed,
-            probe_data=train_ds if needs_all_norms else None,
-            probe_steps=config.probe_steps)
+            plan, strategy=kmd.strategies.create(strategy, **probe), seed=config.seed)
     timer = EpochTimer()
     evaluator = EpochEvaluator(test_ds, epochs) if config.epoch_eval else None
     guard = divergence.DivergenceGuard(learning_rate=learning_rate)

@@ -1,4 +1,8 @@
-"""Image-classification datasets as batched ``tf.data`` pipelines.
+"""Image-classification datasets as batched `tf.data` pipelines.
+
+`load` builds the pipelines of CIFAR-10, Fashion-MNIST and image folders;
+`as_dataset` turns the `(x, y)` arrays that `kmd.rank_layers`,
+`kmd.fit_classifier` and the oracle strategies also accept into batches.
 
 Example:
 
@@ -12,6 +16,7 @@ print(info.class_names[:2], info.num_train)  # ('T-shirt/top', 'Trouser') 50
 """
 
 from keras_medyate.data.augmentation import Augmentation
+from keras_medyate.data.batches import as_dataset
 from keras_medyate.data.cache import cache_dir
 from keras_medyate.data.datasets import ACCEPTED_NAMES, DatasetInfo, load, per_class_count
 from keras_medyate.data.errors import DATA_DIR_ENV, DatasetNotFoundError
@@ -24,6 +29,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "as_dataset",
     "cache_dir",
     "load",
     "per_class_count",

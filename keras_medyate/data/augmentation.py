@@ -27,10 +27,8 @@ train_ds, test_ds, info = keras_medyate.data.load(
 ```
 """
 
-from __future__ import annotations
-
 import dataclasses
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -41,15 +39,17 @@ class Augmentation:
     """What to do to each training image.
 
     Attributes:
-        crop_scale: ``(min, max)`` fraction of the image area a random crop
-            covers; ``None`` disables the crop. Defaults to ``(0.08, 1.0)``.
-        crop_ratio: ``(min, max)`` aspect ratio (width / height) of the crop.
-            Defaults to ``(3/4, 4/3)``.
+        crop_scale: tuple of 2 floats or None. `(min, max)` fraction of the image
+            area a random crop covers; `None` disables the crop. Defaults to
+            `(0.08, 1.0)`.
+        crop_ratio: tuple of 2 floats. `(min, max)` aspect ratio (width / height)
+            of the crop.
+            Defaults to `(3/4, 4/3)`.
         horizontal_flip: bool. Flip left-right with probability 1/2.
-            Defaults to ``True``.
+            Defaults to `True`.
         color_jitter: float. Strength of a random brightness, contrast and
             saturation change (0 disables it; the authors use 0.4).
-            Defaults to ``0.0``.
+            Defaults to `0.0`.
     """
 
     crop_scale: Optional[Tuple[float, float]] = (0.08, 1.0)
@@ -74,14 +74,11 @@ class Augmentation:
                 f"`color_jitter` must be in [0, 1); received {self.color_jitter!r}.")
 
 
-AugmentArg = Union[bool, None, Augmentation]
-
-
-def resolve_augmentation(augment: AugmentArg) -> Optional[Augmentation]:
-    """Turns the ``augment`` argument of ``load`` into an `Augmentation` or None.
+def resolve_augmentation(augment):
+    """Turns the `augment` argument of `load` into an `Augmentation` or None.
 
     Raises:
-        ValueError: If ``augment`` is neither a bool, None nor an `Augmentation`.
+        ValueError: If `augment` is neither a bool, None nor an `Augmentation`.
     """
     if augment is None or augment is False:
         return None
@@ -95,16 +92,16 @@ def resolve_augmentation(augment: AugmentArg) -> Optional[Augmentation]:
 
 
 def random_resized_crop(image, size, augmentation, seed):
-    """Crops a random box of one decoded image and resizes it to ``size``.
+    """Crops a random box of one decoded image and resizes it to `size`.
 
     Args:
-        image: ``(H, W, C)`` image tensor (any dtype).
-        size: ``(height, width)`` of the output.
-        augmentation: the `Augmentation` (its crop scale and ratio).
-        seed: int64 tensor of shape ``(2,)``, the stateless seed of this draw.
+        image: tensor. A `(H, W, C)` image (any dtype).
+        size: tuple of 2 ints. `(height, width)` of the output.
+        augmentation: `Augmentation`. Its crop scale and ratio are used.
+        seed: int64 tensor of shape `(2,)`. The stateless seed of this draw.
 
     Returns:
-        float32 ``(height, width, C)`` image.
+        float32 `(height, width, C)` image.
     """
     begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image),

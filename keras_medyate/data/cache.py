@@ -1,13 +1,11 @@
 """On-disk cache for unpacked dataset archives.
 
-Archives are unpacked once into ``<KERAS_HOME>/keras_medyate/datasets/``
-(``~/.keras/keras_medyate/datasets/`` when ``KERAS_HOME`` is unset). An
+Archives are unpacked once into `<KERAS_HOME>/keras_medyate/datasets/`
+(`~/.keras/keras_medyate/datasets/` when `KERAS_HOME` is unset). An
 unpacked folder is only used when its marker file exists; the marker is
 written after extraction finished and the folder is moved into place
 atomically, so an interrupted extraction is never picked up.
 """
-
-from __future__ import annotations
 
 import gzip
 import os
@@ -15,17 +13,16 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from typing import Optional
 
 from keras_medyate import files
 from keras_medyate.files import keras_home, sha256_of  # noqa: F401 (re-exported)
 
+#: File written inside an unpacked folder once extraction has finished.
 MARKER_NAME = ".keras_medyate_complete"
-"""File written inside an unpacked folder once extraction has finished."""
 
 
-def cache_dir() -> str:
-    """Returns the folder where ``keras_medyate`` unpacks datasets.
+def cache_dir():
+    """Returns the folder where `keras_medyate` unpacks datasets.
 
     Example:
 
@@ -34,17 +31,17 @@ def cache_dir() -> str:
     'datasets'
 
     Returns:
-        ``<keras_home()>/keras_medyate/datasets`` (not created here).
+        `<keras_home()>/keras_medyate/datasets` (not created here).
     """
     return files.cache_dir("datasets")
 
 
-def is_complete(folder: str) -> bool:
-    """Tells whether ``folder`` is a fully unpacked archive (marker present)."""
+def is_complete(folder):
+    """Tells whether `folder` is a fully unpacked archive (marker present)."""
     return os.path.isfile(os.path.join(folder, MARKER_NAME))
 
 
-def _check_member(member: tarfile.TarInfo, top: str) -> None:
+def _check_member(member, top):
     name = member.name
     parts = name.split("/")
     if (
@@ -64,12 +61,12 @@ def _check_member(member: tarfile.TarInfo, top: str) -> None:
         )
 
 
-def _stream_extract(archive: str, staging: str, top: str) -> None:
-    """Writes the archive's files under ``staging`` in one sequential pass.
+def _stream_extract(archive, staging, top):
+    """Writes the archive's files under `staging` in one sequential pass.
 
-    Every member is checked first (see :func:`_check_member`); files are
+    Every member is checked first (see `_check_member`); files are
     written with default permissions, links and devices are refused. This
-    is faster than ``TarFile.extractall(filter="data")`` on archives of many
+    is faster than `TarFile.extractall(filter="data")` on archives of many
     small files.
     """
     made = set()
@@ -89,15 +86,10 @@ def _stream_extract(archive: str, staging: str, top: str) -> None:
                 shutil.copyfileobj(source, f)
 
 
-def extract_tarball_once(
-    archive: str,
-    top: str,
-    expected_sha256: Optional[str] = None,
-    destination: Optional[str] = None,
-) -> str:
-    """Unpacks ``archive`` into the cache unless already done; returns the folder.
+def extract_tarball_once(archive, top, expected_sha256=None, destination=None):
+    """Unpacks `archive` into the cache unless already done; returns the folder.
 
-    The archive must contain a single top-level folder named ``top``. It is
+    The archive must contain a single top-level folder named `top`. It is
     unpacked to a temporary folder next to the destination, the marker file
     is written, then the folder is renamed into place. Later calls find the
     marker and return at once without reading the archive. A leftover folder
@@ -109,18 +101,19 @@ def extract_tarball_once(
     ...     "cifar10_jpg.tar.gz", top="cifar10_jpg")
 
     Args:
-        archive: Path of a ``.tar``, ``.tar.gz`` or ``.tgz`` file.
-        top: Name of the archive's top-level folder.
-        expected_sha256: If given, the archive's SHA-256 is checked before
-            unpacking.
-        destination: Folder to unpack into; defaults to :func:`cache_dir`.
+        archive: str. Path of a `.tar`, `.tar.gz` or `.tgz` file.
+        top: str. Name of the archive's top-level folder.
+        expected_sha256: str or None. If given, the archive's SHA-256 is
+            checked before unpacking. Defaults to `None`.
+        destination: str or None. Folder to unpack into. Defaults to
+            `cache_dir()`.
 
     Returns:
-        Path of the unpacked ``<destination>/<top>`` folder.
+        Path of the unpacked `<destination>/<top>` folder.
 
     Raises:
         ValueError: If the checksum differs, the archive is unreadable or
-            holds members outside ``top``.
+            holds members outside `top`.
     """
     destination = destination or cache_dir()
     target = os.path.join(destination, top)

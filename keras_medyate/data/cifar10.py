@@ -10,14 +10,11 @@ cifar10_subset.tar.gz`: 500 training and 100 test images per class) is used,
 with a warning.
 """
 
-from __future__ import annotations
-
 import functools
 import os
 import pickle
 import tarfile
 import warnings
-from typing import List, Optional
 
 import keras
 import numpy as np
@@ -27,6 +24,7 @@ from keras_medyate.data.cache import extract_tarball_once
 from keras_medyate.data.errors import DATA_DIR_ENV, DatasetNotFoundError
 from keras_medyate.data.pipeline import RawDataset, Split, list_image_folder
 
+#: CIFAR-10 class names in label order.
 CLASS_NAMES = (
     "airplane",
     "automobile",
@@ -39,7 +37,6 @@ CLASS_NAMES = (
     "ship",
     "truck",
 )
-"""CIFAR-10 class names in label order."""
 
 TREE_NAME = "cifar10_jpg"
 TARBALL_NAME = "cifar10_jpg.tar.gz"
@@ -61,18 +58,18 @@ SHIPPED_PER_CLASS = {"train": 500, "test": 100}
 SHIPPED_SOURCE = "the CIFAR-10 subset shipped with keras-medyate"
 
 
-def _is_tree(folder: str) -> bool:
+def _is_tree(folder):
     return os.path.isdir(os.path.join(folder, "train")) and os.path.isdir(
         os.path.join(folder, "test")
     )
 
 
-def _is_batches(folder: str) -> bool:
+def _is_batches(folder):
     return all(os.path.isfile(os.path.join(folder, name)) for name in _BATCH_FILES)
 
 
-def _find_local(root: str, accept_root_as_tree: bool) -> Optional[str]:
-    """Returns an unpacked tree, a tarball or a batches folder found at ``root``, else None."""
+def _find_local(root, accept_root_as_tree):
+    """Returns an unpacked tree, a tarball or a batches folder found at `root`, else None."""
     if os.path.isfile(root) and root.endswith((".tar.gz", ".tgz", ".tar")):
         return root
     if not os.path.isdir(root):
@@ -97,7 +94,7 @@ def _find_local(root: str, accept_root_as_tree: bool) -> Optional[str]:
     return None
 
 
-def keras_cache_candidates() -> List[str]:
+def keras_cache_candidates():
     """Where `keras.datasets.cifar10.load_data()` leaves the batches: Keras 3.8+
     (`datasets/cifar-10-batches-py-target/cifar-10-batches-py`) and earlier
     releases (`datasets/cifar-10-batches-py`), under the Keras home."""
@@ -106,7 +103,7 @@ def keras_cache_candidates() -> List[str]:
             os.path.join(datasets, BATCHES_NAME)]
 
 
-def _not_found_message(looked_in: List[str]) -> str:
+def _not_found_message(looked_in):
     return (
         "CIFAR-10 was not found locally. Pass `data_dir=` or set "
         f"${DATA_DIR_ENV} to a folder holding `{TREE_NAME}/` (the unpacked "
@@ -139,7 +136,7 @@ def _multiarray():
     return multiarray
 
 
-def _read_batch(path: str):
+def _read_batch(path):
     try:
         with open(path, "rb") as f:
             batch = _BatchUnpickler(f, encoding="bytes").load()
@@ -152,7 +149,7 @@ def _read_batch(path: str):
     return images.transpose(0, 2, 3, 1), labels
 
 
-def _from_batches(folder: str) -> RawDataset:
+def _from_batches(folder):
     splits = {}
     for split, names in (("train", _BATCH_FILES[:5]), ("test", _BATCH_FILES[5:])):
         parts = [_read_batch(os.path.join(folder, name)) for name in names]
@@ -163,7 +160,7 @@ def _from_batches(folder: str) -> RawDataset:
 
 
 @functools.lru_cache(maxsize=1)
-def _from_shipped_subset() -> RawDataset:
+def _from_shipped_subset():
     """The subset shipped with the package, decoded in memory once per process
     (nothing is written)."""
     import tensorflow as tf
@@ -191,16 +188,16 @@ def _from_shipped_subset() -> RawDataset:
 
 
 #: The error of this process's failed download, if one failed (offline: fail once).
-_FAILED_DOWNLOAD: List[Exception] = []
+_FAILED_DOWNLOAD = []
 
 
-def _from_tree(tree: str) -> RawDataset:
+def _from_tree(tree):
     class_names, train = list_image_folder(os.path.join(tree, "train"))
     _, test = list_image_folder(os.path.join(tree, "test"), class_names)
     return RawDataset(class_names=class_names, train=train, test=test, source=tree)
 
 
-def _from_keras_download() -> RawDataset:
+def _from_keras_download():
     (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
 
     def split(x, y):
@@ -217,22 +214,30 @@ def _from_keras_download() -> RawDataset:
     )
 
 
-def find_cifar10(data_dir: Optional[str] = None, download: bool = True) -> RawDataset:
+def find_cifar10(data_dir=None, download=True):
     """Locates CIFAR-10 and lists its images (JPEG files are not decoded yet).
 
-    Order: ``data_dir`` (an error if it holds no CIFAR-10), then
-    ``$KERAS_MEDYATE_DATA_DIR`` (skipped if it holds none), then Keras' own
-    cache of ``keras.datasets.cifar10.load_data()`` (see
-    :func:`keras_cache_candidates`), then that download when ``download`` is
+    Order: `data_dir` (an error if it holds no CIFAR-10), then
+    `$KERAS_MEDYATE_DATA_DIR` (skipped if it holds none), then Keras' own
+    cache of `keras.datasets.cifar10.load_data()` (see
+    `keras_cache_candidates`), then that download when `download` is
     true, and last the subset shipped with the package (with a warning that
     says how to get the full dataset). A tarball is unpacked once into the
-    cache (see :func:`keras_medyate.data.cache.cache_dir`).
+    cache (see `keras_medyate.data.cache.cache_dir`).
+
+    Args:
+        data_dir: str, path-like or None. A folder that must hold CIFAR-10.
+            Defaults to `None`.
+        download: bool. Whether Keras may download it. Defaults to `True`.
+
+    Returns:
+        A `RawDataset`.
 
     Raises:
-        DatasetNotFoundError: If ``data_dir`` holds no CIFAR-10.
+        DatasetNotFoundError: If `data_dir` holds no CIFAR-10.
         ValueError: If a local copy is corrupt (checksum or format).
     """
-    looked_in: List[str] = []
+    looked_in = []
     if data_dir is not None:
         data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
         found = _find_local(data_dir, accept_root_as_tree=True)

@@ -1,26 +1,21 @@
-"""``load``: batched ``tf.data`` pipelines for the supported datasets."""
-
-from __future__ import annotations
+"""`load`: batched `tf.data` pipelines for the supported datasets."""
 
 import dataclasses
-import os
-from typing import Optional, Tuple, Union
+from typing import Tuple
 
 import numpy as np
-import tensorflow as tf
 
-from keras_medyate.data.augmentation import AugmentArg, resolve_augmentation
+from keras_medyate.data.augmentation import resolve_augmentation
 from keras_medyate.data.cifar10 import SHIPPED_SOURCE, find_cifar10
 from keras_medyate.data.errors import DATA_DIR_ENV
 from keras_medyate.data.fashion_mnist import find_fashion_mnist
 from keras_medyate.data.folder import find_folder
 from keras_medyate.data.pipeline import (
-    RawDataset,
     build_pipeline,
     normalize_image_size,
     subset_per_class,
 )
-from keras_medyate.data.preprocessing import PreprocessArg, resolve_preprocess
+from keras_medyate.data.preprocessing import resolve_preprocess
 
 _ALIASES = {
     "cifar10": "cifar10",
@@ -31,23 +26,23 @@ _ALIASES = {
     "fashionmnist": "fashion_mnist",
 }
 FOLDER_PREFIX = "folder:"
+#: The forms accepted for the `name` argument of `load`.
 ACCEPTED_NAMES = ("cifar10", "fashion_mnist", "folder:/path/with/train/and/test")
-"""The forms accepted for the ``name`` argument of :func:`load`."""
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-    """Describes what :func:`load` returned.
+    """Describes what `load` returned.
 
     Attributes:
-        name: Canonical dataset name: ``"cifar10"``, ``"fashion_mnist"`` or
-            ``"folder:<absolute path>"`` (can be passed back to ``load``).
-        class_names: Class names; label ``i`` is ``class_names[i]``.
-        num_classes: ``len(class_names)``.
-        num_train: Number of training images (after per-class subsetting).
-        num_test: Number of test images (after per-class subsetting).
-        image_size: ``(height, width)`` of the returned images.
-        source: Where the data came from: a folder path, or a description
+        name: str. Canonical dataset name: `"cifar10"`, `"fashion_mnist"` or
+            `"folder:<absolute path>"` (can be passed back to `load`).
+        class_names: tuple of str. Class names; label `i` is `class_names[i]`.
+        num_classes: int. `len(class_names)`.
+        num_train: int. Number of training images (after per-class subsetting).
+        num_test: int. Number of test images (after per-class subsetting).
+        image_size: tuple of 2 ints. `(height, width)` of the returned images.
+        source: str. Where the data came from: a folder path, or a description
             of the Keras download.
     """
 
@@ -60,17 +55,17 @@ class DatasetInfo:
     source: str
 
 
-def check_name(name: str) -> str:
-    """Returns the canonical form of a dataset name (``"folder:"`` for a folder).
+def check_name(name):
+    """Returns the canonical form of a dataset name (`"folder:"` for a folder).
 
     Raises:
-        ValueError: For a name :func:`load` does not accept (the message lists
+        ValueError: For a name `load` does not accept (the message lists
             the accepted forms).
     """
     return _canonical_name(name)
 
 
-def _canonical_name(name: str) -> str:
+def _canonical_name(name):
     if not isinstance(name, str):
         raise ValueError(
             f"Dataset name must be a string, one of {list(ACCEPTED_NAMES)}; received {name!r}."
@@ -91,19 +86,26 @@ def _canonical_name(name: str) -> str:
     return canonical
 
 
-def _check_positive_int(value, arg: str) -> int:
+def _check_positive_int(value, arg):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"`{arg}` must be a positive int; received {value!r}.")
     return int(value)
 
 
-def per_class_count(value, arg: str) -> Optional[int]:
-    """A per-class image count: a positive int, or ``None`` / ``"all"`` for every image.
+def per_class_count(value, arg):
+    """A per-class image count: a positive int, or `None` / `"all"` for every image.
 
     Strings of digits (from a command line) are accepted too.
 
+    Args:
+        value: int, str or None. The count given.
+        arg: str. The argument's name, for the message.
+
+    Returns:
+        The count as an int, or None for every image.
+
     Raises:
-        ValueError: For anything else, naming ``arg`` and the value received.
+        ValueError: For anything else, naming `arg` and the value received.
     """
     if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
         return None
@@ -115,50 +117,39 @@ def per_class_count(value, arg: str) -> Optional[int]:
     return int(value)
 
 
-def load(
-    name: str,
-    image_size: Union[int, Tuple[int, int]] = 128,
-    batch_size: int = 32,
-    train_per_class: Union[int, str, None] = None,
-    test_per_class: Union[int, str, None] = None,
-    seed: Optional[int] = 0,
-    preprocess: PreprocessArg = "tiny_training",
-    data_dir: Optional[Union[str, os.PathLike]] = None,
-    shuffle: bool = True,
-    download: bool = True,
-    augment: AugmentArg = False,
-    shuffle_seed: Optional[int] = None,
-) -> Tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
-    """Loads an image-classification dataset as batched ``tf.data`` pipelines.
+def load(name, image_size=128, batch_size=32, train_per_class=None, test_per_class=None, seed=0,
+         preprocess="tiny_training", data_dir=None, shuffle=True, download=True, augment=False,
+         shuffle_seed=None):
+    """Loads an image-classification dataset as batched `tf.data` pipelines.
 
-    Both pipelines yield ``(images, labels)`` with float32 images of shape
-    ``(B, H, W, 3)`` and int32 class ids of shape ``(B,)``. Images are
-    decoded, resized bilinearly to ``image_size`` (grey images get their
+    Both pipelines yield `(images, labels)` with float32 images of shape
+    `(B, H, W, 3)` and int32 class ids of shape `(B,)`. Images are
+    decoded, resized bilinearly to `image_size` (grey images get their
     channel repeated) and preprocessed inside the pipeline; nothing is
     decoded before iteration starts. The training pipeline is reshuffled
-    every epoch in an order fixed by ``seed``; the test pipeline keeps the
+    every epoch in an order fixed by `seed`; the test pipeline keeps the
     dataset's own order (class by class for image folders, the original
     file order for Fashion-MNIST).
 
     Data sources:
 
-    - ``"cifar10"``: ``data_dir``, else ``$KERAS_MEDYATE_DATA_DIR``, holding
-      the unpacked ``cifar10_jpg/`` tree, ``cifar10_jpg.tar.gz`` or the
-      standard Python release ``cifar-10-batches-py/`` (also under
-      ``cifar10/``). A tarball is unpacked once into
-      ``$KERAS_HOME/keras_medyate/datasets/`` (default
-      ``~/.keras/keras_medyate/datasets/``) and reused. Otherwise Keras' own
-      cache of ``keras.datasets.cifar10.load_data()``, else that download;
+    - `"cifar10"`: `data_dir`, else `$KERAS_MEDYATE_DATA_DIR`, holding
+      the unpacked `cifar10_jpg/` tree, `cifar10_jpg.tar.gz` or the
+      standard Python release `cifar-10-batches-py/` (also under
+      `cifar10/`). A tarball is unpacked once into
+      `$KERAS_HOME/keras_medyate/datasets/` (default
+      `~/.keras/keras_medyate/datasets/`) and reused. Otherwise Keras' own
+      cache of `keras.datasets.cifar10.load_data()`, else that download;
       last, with a warning, the 6,000-image subset shipped with the package
       (500 training and 100 test images per class).
-    - ``"fashion_mnist"``: IDX files in ``data_dir``, else in
-      ``$KERAS_MEDYATE_DATA_DIR`` (or its ``fashion-mnist/`` sub-folder),
-      else in ``/usr/share/datasets/fashion-mnist`` (Debian package
-      ``dataset-fashion-mnist``), else downloaded by
-      ``keras.datasets.fashion_mnist.load_data()``.
-    - ``"folder:/path"``: ``/path/train/<class>/<image>`` and
-      ``/path/test/<class>/<image>`` (bmp, gif, jpeg, jpg, png); class
-      names are the sorted folder names of ``train/``.
+    - `"fashion_mnist"`: IDX files in `data_dir`, else in
+      `$KERAS_MEDYATE_DATA_DIR` (or its `fashion-mnist/` sub-folder),
+      else in `/usr/share/datasets/fashion-mnist` (Debian package
+      `dataset-fashion-mnist`), else downloaded by
+      `keras.datasets.fashion_mnist.load_data()`.
+    - `"folder:/path"`: `/path/train/<class>/<image>` and
+      `/path/test/<class>/<image>` (bmp, gif, jpeg, jpg, png); class
+      names are the sorted folder names of `train/`.
 
     Example:
 
@@ -172,45 +163,53 @@ def load(
     ```
 
     Args:
-        name: ``"cifar10"``, ``"fashion_mnist"`` or
-            ``"folder:/path/with/train/and/test"``.
-        image_size: Output size, an int (square) or ``(height, width)``.
-        batch_size: Images per batch (the last batch may be smaller).
-        train_per_class: Keep this many training images per class, chosen
-            by a shuffle seeded with ``seed``; ``None`` or ``"all"`` keeps all.
-        test_per_class: Same for the test split.
-        seed: Seed of the per-class selection and of the training shuffle.
+        name: str. `"cifar10"`, `"fashion_mnist"` or
+            `"folder:/path/with/train/and/test"`.
+        image_size: int or tuple of 2 ints. Output size, square or
+            `(height, width)`. Defaults to `128`.
+        batch_size: int. Images per batch (the last batch may be smaller).
+            Defaults to `32`.
+        train_per_class: int, `"all"` or None. Keep this many training images per class, chosen
+            by a shuffle seeded with `seed`; `None` or `"all"` keeps all. Defaults
+            to `None`.
+        test_per_class: int, `"all"` or None. Same for the test split.
+            Defaults to `None`.
+        seed: int or None. Seed of the per-class selection and of the training shuffle.
             The same seed gives the same images and the same sequence of
             epoch orders (TensorFlow's global seed, if set, also enters the
-            shuffle). ``None`` means non-reproducible.
-        preprocess: ``"tiny_training"`` maps pixels from ``[0, 255]`` to
-            ``[-1, 1]`` (``x / 127.5 - 1``, see :func:`scale_to_unit_range`);
-            ``None`` keeps ``[0, 255]``; a callable is applied to each
+            shuffle). `None` means non-reproducible. Defaults to `0`.
+        preprocess: str, None or callable. `"tiny_training"` maps pixels from `[0, 255]` to
+            `[-1, 1]` (`x / 127.5 - 1`, see `scale_to_unit_range`);
+            `None` keeps `[0, 255]`; a callable is applied to each
             float32 image batch inside the pipeline (it must be traceable by
-            ``tf.function``).
-        data_dir: Local folder holding the dataset (see above). When given,
-            it must contain the data: nothing else is tried.
-        shuffle: Whether to shuffle the training pipeline.
-        download: Whether Keras may download the dataset as a last resort.
-        shuffle_seed: Seed of the training pipeline's epoch orders and
+            `tf.function`). Defaults to `"tiny_training"`.
+        data_dir: str, path-like or None. Local folder holding the dataset
+            (see above). When given, it must contain the data: nothing else
+            is tried. Defaults to `None`.
+        shuffle: bool. Whether to shuffle the training pipeline. Defaults to
+            `True`.
+        download: bool. Whether Keras may download the dataset as a last
+            resort. Defaults to `True`.
+        shuffle_seed: int or None. Seed of the training pipeline's epoch orders and
             augmentation draws, when they should vary while the images stay
-            the same (e.g. one per run of a comparison). Defaults to ``seed``.
-        augment: Training-split augmentation: ``False`` (default), ``True``
+            the same (e.g. one per run of a comparison). Defaults to `seed`.
+        augment: bool, None or `Augmentation`. Training-split augmentation:
+            `False` (default), `True`
             (random resized crop of 8–100 % of the area + horizontal flip,
             the authors' recipe without colour jitter) or an
-            :class:`Augmentation`. The test split is never augmented.
+            `Augmentation`. The test split is never augmented.
 
     Returns:
-        ``(train_ds, test_ds, info)``: two ``tf.data.Dataset`` pipelines and
-        a :class:`DatasetInfo`.
+        `(train_ds, test_ds, info)`: two `tf.data.Dataset` pipelines and
+        a `DatasetInfo`.
 
     Raises:
-        ValueError: For an unknown dataset name or ``preprocess`` value, bad
+        ValueError: For an unknown dataset name or `preprocess` value, bad
             sizes or counts, a per-class count larger than a class holds, a
             test folder with classes missing from train, or corrupt files.
-        FileNotFoundError: If a ``folder:`` dataset or its ``train/`` /
-            ``test/`` sub-folder is missing.
-        DatasetNotFoundError: (a ``FileNotFoundError``) if the dataset is
+        FileNotFoundError: If a `folder:` dataset or its `train/` /
+            `test/` sub-folder is missing.
+        DatasetNotFoundError: (a `FileNotFoundError`) if the dataset is
             not available locally and cannot be downloaded; the message
             names the argument, environment variable or path to set.
     """
@@ -226,7 +225,6 @@ def load(
     train_per_class = per_class_count(train_per_class, "train_per_class")
     test_per_class = per_class_count(test_per_class, "test_per_class")
 
-    raw: RawDataset
     if kind == "cifar10":
         raw = find_cifar10(data_dir, download=download)
         canonical = "cifar10"

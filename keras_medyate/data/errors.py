@@ -1,15 +1,13 @@
-"""Exceptions raised by :mod:`keras_medyate.data`."""
+"""Exceptions raised by `keras_medyate.data`."""
 
-from __future__ import annotations
-
+#: Environment variable naming a local folder that holds the datasets.
 DATA_DIR_ENV = "KERAS_MEDYATE_DATA_DIR"
-"""Environment variable naming a local folder that holds the datasets."""
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """The requested dataset is neither available locally nor downloadable.
 
-    Subclass of :class:`FileNotFoundError`, so ``except FileNotFoundError``
+    Subclass of `FileNotFoundError`, so `except FileNotFoundError`
     also catches it. The message says which argument, environment variable
     or path to set.
     """
@@ -19,10 +17,10 @@ def download_or_explain(download_fn, what, not_found_message, download=True):
     """Runs a Keras download as the last resort, or explains where to put the data.
 
     Args:
-        download_fn: callable returning the dataset (a Keras download).
-        what: str, the download in words, e.g. "keras.datasets.cifar10.load_data()".
-        not_found_message: str, where the data was looked for.
-        download: bool, False forbids the download.
+        download_fn: callable. Returns the dataset (a Keras download).
+        what: str. The download in words, e.g. `"keras.datasets.cifar10.load_data()"`.
+        not_found_message: str. Where the data was looked for.
+        download: bool. `False` forbids the download. Defaults to `True`.
 
     Raises:
         DatasetNotFoundError: downloading is disabled or failed.

@@ -1,9 +1,6 @@
 """Locating Fashion-MNIST: local IDX files (e.g. the Debian package) or download."""
 
-from __future__ import annotations
-
 import os
-from typing import List, Optional
 
 import keras
 import numpy as np
@@ -12,6 +9,7 @@ from keras_medyate.data.errors import DATA_DIR_ENV, DatasetNotFoundError, downlo
 from keras_medyate.data.idx import read_idx
 from keras_medyate.data.pipeline import RawDataset, Split
 
+#: Fashion-MNIST class names in label order.
 CLASS_NAMES = (
     "T-shirt/top",
     "Trouser",
@@ -24,10 +22,9 @@ CLASS_NAMES = (
     "Bag",
     "Ankle boot",
 )
-"""Fashion-MNIST class names in label order."""
 
+#: Where the Debian package `dataset-fashion-mnist` installs the IDX files.
 SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
-"""Where the Debian package ``dataset-fashion-mnist`` installs the IDX files."""
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -37,8 +34,8 @@ FILES = {
 }
 
 
-def _idx_files(folder: str) -> Optional[dict]:
-    """Returns the four IDX paths (``.gz`` or not) if all are in ``folder``."""
+def _idx_files(folder):
+    """Returns the four IDX paths (`.gz` or not) if all are in `folder`."""
     paths = {}
     for key, stem in FILES.items():
         for name in (stem + ".gz", stem):
@@ -51,7 +48,7 @@ def _idx_files(folder: str) -> Optional[dict]:
     return paths
 
 
-def _find_in(root: str) -> Optional[dict]:
+def _find_in(root):
     for folder in (root, os.path.join(root, "fashion-mnist"), os.path.join(root, "fashion_mnist")):
         if os.path.isdir(folder):
             paths = _idx_files(folder)
@@ -60,7 +57,7 @@ def _find_in(root: str) -> Optional[dict]:
     return None
 
 
-def _not_found_message(looked_in: List[str]) -> str:
+def _not_found_message(looked_in):
     return (
         "Fashion-MNIST was not found locally. Install the Debian package "
         f"`dataset-fashion-mnist` (files in {SYSTEM_DIR}), or pass "
@@ -71,7 +68,7 @@ def _not_found_message(looked_in: List[str]) -> str:
     )
 
 
-def _from_idx(paths: dict) -> RawDataset:
+def _from_idx(paths):
     def split(images_key, labels_key):
         images = read_idx(paths[images_key], expected_ndim=3)
         labels = read_idx(paths[labels_key], expected_ndim=1)
@@ -96,7 +93,7 @@ def _from_idx(paths: dict) -> RawDataset:
     )
 
 
-def _from_keras_download() -> RawDataset:
+def _from_keras_download():
     (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
     return RawDataset(
         class_names=list(CLASS_NAMES),
@@ -110,13 +107,21 @@ def _from_keras_download() -> RawDataset:
     )
 
 
-def find_fashion_mnist(data_dir: Optional[str] = None, download: bool = True) -> RawDataset:
+def find_fashion_mnist(data_dir=None, download=True):
     """Locates Fashion-MNIST and reads it into memory (uint8, 28x28 grey).
 
-    Order: ``data_dir`` (an error if it lacks the files), then
-    ``$KERAS_MEDYATE_DATA_DIR`` or its ``fashion-mnist/`` sub-folder
-    (skipped if it lacks them), then :data:`SYSTEM_DIR`, then
-    ``keras.datasets.fashion_mnist.load_data()`` when ``download`` is true.
+    Order: `data_dir` (an error if it lacks the files), then
+    `$KERAS_MEDYATE_DATA_DIR` or its `fashion-mnist/` sub-folder
+    (skipped if it lacks them), then `SYSTEM_DIR`, then
+    `keras.datasets.fashion_mnist.load_data()` when `download` is true.
+
+    Args:
+        data_dir: str, path-like or None. A folder that must hold the IDX
+            files. Defaults to `None`.
+        download: bool. Whether Keras may download them. Defaults to `True`.
+
+    Returns:
+        A `RawDataset`.
 
     Raises:
         DatasetNotFoundError: If no source is available.
@@ -129,7 +134,7 @@ def find_fashion_mnist(data_dir: Optional[str] = None, download: bool = True) ->
             raise DatasetNotFoundError(_not_found_message([data_dir]))
         return _from_idx(paths)
 
-    looked_in: List[str] = []
+    looked_in = []
     env = os.environ.get(DATA_DIR_ENV)
     roots = [os.path.abspath(os.path.expanduser(env))] if env else []
     roots.append(SYSTEM_DIR)

@@ -1,28 +1,26 @@
-"""Image folders laid out as ``<root>/{train,test}/<class>/<image>``."""
-
-from __future__ import annotations
+"""Image folders laid out as `<root>/{train,test}/<class>/<image>`."""
 
 import os
-from typing import Optional
 
 from keras_medyate.data.pipeline import IMAGE_EXTENSIONS, RawDataset, list_image_folder
 
 
-def find_folder(root: str, data_dir: Optional[str] = None) -> RawDataset:
-    """Lists the images of a ``train/`` + ``test/`` folder dataset.
+def find_folder(root, data_dir=None):
+    """Lists the images of a `train/` + `test/` folder dataset.
 
-    Class names are the sorted sub-folder names of ``train/``; ``test/`` may
-    hold a subset of them, never a class unknown to ``train/``.
+    Class names are the sorted sub-folder names of `train/`; `test/` may
+    hold a subset of them, never a class unknown to `train/`.
 
     Args:
-        root: The dataset folder. A relative path is taken relative to
-            ``data_dir`` when given, else to the working directory.
-        data_dir: Optional base folder for a relative ``root``.
+        root: str. The dataset folder. A relative path is taken relative to
+            `data_dir` when given, else to the working directory.
+        data_dir: str or None. Base folder for a relative `root`. Defaults to
+            `None`.
 
     Raises:
-        FileNotFoundError: If ``root``, ``root/train`` or ``root/test`` is
+        FileNotFoundError: If `root`, `root/train` or `root/test` is
             missing.
-        ValueError: If ``test/`` has unknown classes or ``train/`` holds no
+        ValueError: If `test/` has unknown classes or `train/` holds no
             image.
     """
     root = os.path.expanduser(os.fspath(root))

@@ -1,11 +1,8 @@
-"""Reader for the IDX format of MNIST and Fashion-MNIST (``*-idx?-ubyte[.gz]``)."""
-
-from __future__ import annotations
+"""Reader for the IDX format of MNIST and Fashion-MNIST (`*-idx?-ubyte[.gz]`)."""
 
 import gzip
 import os
 import zlib
-from typing import Optional
 
 import numpy as np
 
@@ -20,11 +17,11 @@ _IDX_DTYPES = {
 }
 
 
-def read_idx(path: str, expected_ndim: Optional[int] = None) -> np.ndarray:
+def read_idx(path, expected_ndim=None):
     """Reads an IDX file (optionally gzip-compressed) into a NumPy array.
 
-    The layout is a 4-byte magic number ``00 00 <type> <ndim>``, then
-    ``ndim`` big-endian uint32 sizes, then the values in row-major order.
+    The layout is a 4-byte magic number `00 00 <type> <ndim>`, then
+    `ndim` big-endian uint32 sizes, then the values in row-major order.
 
     Example:
 
@@ -34,8 +31,9 @@ def read_idx(path: str, expected_ndim: Optional[int] = None) -> np.ndarray:
     (10000,)
 
     Args:
-        path: Path of the file; a ``.gz`` suffix means gzip-compressed.
-        expected_ndim: If given, the number of dimensions the file must have.
+        path: str. Path of the file; a `.gz` suffix means gzip-compressed.
+        expected_ndim: int or None. If given, the number of dimensions the
+            file must have. Defaults to `None`.
 
     Returns:
         The array, in native byte order (uint8 for image and label files).

@@ -1,50 +1,48 @@
 """Building blocks shared by the dataset loaders.
 
-A loader produces one :class:`Split` per subset (train / test): either image
+A loader produces one `Split` per subset (train / test): either image
 file paths or an in-memory uint8 array, plus integer labels. Per-class
-subsetting happens on these cheap descriptions; :func:`build_pipeline` then
-turns a split into a batched ``tf.data`` pipeline that decodes, resizes,
+subsetting happens on these cheap descriptions; `build_pipeline` then
+turns a split into a batched `tf.data` pipeline that decodes, resizes,
 preprocesses and prefetches.
 """
-
-from __future__ import annotations
 
 import dataclasses
 import os
 import zlib
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from keras_medyate.data.augmentation import Augmentation, batch_transform, random_resized_crop
+from keras_medyate.data.augmentation import batch_transform, random_resized_crop
 
+#: File suffixes treated as images (same set as Keras' directory loader).
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
-"""File suffixes treated as images (same set as Keras' directory loader)."""
 
 
 @dataclasses.dataclass
 class Split:
     """One subset of a dataset, before decoding.
 
-    Exactly one of ``paths`` and ``images`` is set.
+    Exactly one of `paths` and `images` is set.
 
     Attributes:
-        labels: int32 class ids, shape ``(N,)``.
-        paths: Image file paths, one per label.
-        images: uint8 array ``(N, H, W)``, ``(N, H, W, 1)`` or
-            ``(N, H, W, 3)``.
+        labels: int32 array. Class ids, shape `(N,)`.
+        paths: object array of str or None. Image file paths, one per label.
+        images: uint8 array or None. Images of shape `(N, H, W)`,
+            `(N, H, W, 1)` or `(N, H, W, 3)`.
     """
 
     labels: np.ndarray
     paths: Optional[np.ndarray] = None
     images: Optional[np.ndarray] = None
 
-    def __len__(self) -> int:
+    def __len__(self):
         return int(len(self.labels))
 
-    def take(self, indices: np.ndarray) -> "Split":
-        """Returns the split restricted to ``indices`` (in that order)."""
+    def take(self, indices):
+        """Returns the split restricted to `indices` (in that order)."""
         return Split(
             labels=self.labels[indices],
             paths=None if self.paths is None else self.paths[indices],
@@ -57,10 +55,10 @@ class RawDataset:
     """What a dataset source found: class names, both splits and the origin.
 
     Attributes:
-        class_names: Class names, index = label id.
-        train: Training split.
-        test: Test split.
-        source: Human-readable origin (a path or a download description).
+        class_names: list of str. Class names, index = label id.
+        train: `Split`. The training split.
+        test: `Split`. The test split.
+        source: str. Human-readable origin (a path or a download description).
     """
 
     class_names: List[str]
@@ -69,8 +67,8 @@ class RawDataset:
     source: str
 
 
-def normalize_image_size(image_size) -> Tuple[int, int]:
-    """Turns ``128`` or ``(128, 160)`` into a ``(height, width)`` pair.
+def normalize_image_size(image_size):
+    """Turns `128` or `(128, 160)` into a `(height, width)` pair.
 
     Raises:
         ValueError: If the value is not one or two positive integers.
@@ -93,25 +91,29 @@ def normalize_image_size(image_size) -> Tuple[int, int]:
     return size
 
 
-def subset_per_class(
-    split: Split,
-    per_class: Optional[int],
-    num_classes: int,
-    class_names: Sequence[str],
-    seed: Optional[int],
-    split_name: str,
-) -> Split:
-    """Keeps ``per_class`` examples of every class, chosen by a seeded shuffle.
+def subset_per_class(split, per_class, num_classes, class_names, seed, split_name):
+    """Keeps `per_class` examples of every class, chosen by a seeded shuffle.
 
     For each class the examples' indices are permuted with
-    ``numpy.random.default_rng((seed, crc32(split_name), class_id))`` and the first
-    ``per_class`` are kept, so the choice for one class does not depend on
+    `numpy.random.default_rng((seed, crc32(split_name), class_id))` and the first
+    `per_class` are kept, so the choice for one class does not depend on
     the other classes. The kept examples are returned in their original
-    order. ``per_class=None`` returns the split unchanged.
+    order. `per_class=None` returns the split unchanged.
+
+    Args:
+        split: `Split`. The examples to choose from.
+        per_class: int or None. Examples kept per class; None keeps all.
+        num_classes: int. Number of classes (labels are `0 .. num_classes - 1`).
+        class_names: sequence of str. Class names, for messages.
+        seed: int or None. Seed of the choice; None is not reproducible.
+        split_name: str. `"train"` or `"test"`: enters the seed and the messages.
+
+    Returns:
+        The kept examples as a `Split`, in their original order.
 
     Raises:
-        ValueError: If ``per_class`` is not a positive int or a class has
-            fewer than ``per_class`` examples.
+        ValueError: If `per_class` is not a positive int or a class has
+            fewer than `per_class` examples.
     """
     if per_class is None:
         return split
@@ -123,7 +125,7 @@ def subset_per_class(
         raise ValueError(
             f"`{split_name}_per_class` must be a positive int or None; received {per_class!r}."
         )
-    kept: List[np.ndarray] = []
+    kept = []
     for class_id in range(num_classes):
         indices = np.flatnonzero(split.labels == class_id)
         if len(indices) < per_class:
@@ -144,26 +146,25 @@ def subset_per_class(
     return split.take(np.sort(np.concatenate(kept)))
 
 
-def list_image_folder(
-    root: str, class_names: Optional[Sequence[str]] = None
-) -> Tuple[List[str], Split]:
-    """Lists ``root/<class>/<image>`` files without decoding them.
+def list_image_folder(root, class_names=None):
+    """Lists `root/<class>/<image>` files without decoding them.
 
     Files are sorted by class then by name; hidden files and files without
     an image suffix are ignored.
 
     Args:
-        root: Folder whose sub-folders are the classes.
-        class_names: Class order to use (e.g. the train folder's classes for
-            the test folder). Defaults to the sorted sub-folder names.
+        root: str. Folder whose sub-folders are the classes.
+        class_names: sequence of str or None. Class order to use (e.g. the
+            train folder's classes for the test folder). Defaults to the
+            sorted sub-folder names.
 
     Returns:
-        ``(class_names, split)``: the class order used and the file split.
+        `(class_names, split)`: the class order used and the file split.
 
     Raises:
-        FileNotFoundError: If ``root`` is not a folder.
-        ValueError: If ``root`` has no class folder, or (when
-            ``class_names`` is given) has class folders not in it.
+        FileNotFoundError: If `root` is not a folder.
+        ValueError: If `root` has no class folder, or (when
+            `class_names` is given) has class folders not in it.
     """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"Image folder not found: {root}")
@@ -180,8 +181,8 @@ def list_image_folder(
                 f"classes: {unknown}. Training classes: {list(class_names)}."
             )
     class_index = {name: i for i, name in enumerate(class_names)}
-    paths: List[str] = []
-    labels: List[int] = []
+    paths = []
+    labels = []
     for name in found:
         folder = os.path.join(root, name)
         files = sorted(
@@ -200,28 +201,30 @@ def list_image_folder(
     return list(class_names), split
 
 
-def build_pipeline(
-    split: Split,
-    image_size: Tuple[int, int],
-    batch_size: int,
-    shuffle: bool,
-    seed: Optional[int],
-    preprocess: Optional[Callable],
-    augmentation: Optional[Augmentation] = None,
-) -> tf.data.Dataset:
-    """Turns a split into a batched, prefetched ``tf.data`` pipeline.
+def build_pipeline(split, image_size, batch_size, shuffle, seed, preprocess, augmentation=None):
+    """Turns a split into a batched, prefetched `tf.data` pipeline.
 
     Shuffling (when enabled) acts on file paths or indices, before any
-    decoding, with a full-size buffer, ``seed`` and
-    ``reshuffle_each_iteration=True``: every epoch has a new order, and the
+    decoding, with a full-size buffer, `seed` and
+    `reshuffle_each_iteration=True`: every epoch has a new order, and the
     sequence of orders is the same for every pipeline built with the same
-    seed. Images are decoded to RGB, resized bilinearly to ``image_size``
+    seed. Images are decoded to RGB, resized bilinearly to `image_size`
     (grey images get their channel repeated), batched, passed to
-    ``preprocess`` and prefetched.
+    `preprocess` and prefetched.
+
+    Args:
+        split: `Split`. The examples (file paths or in-memory images).
+        image_size: tuple of 2 ints. `(height, width)` of the output images.
+        batch_size: int. Images per batch.
+        shuffle: bool. Whether to reshuffle every epoch.
+        seed: int or None. Seed of the shuffle and of the augmentation draws.
+        preprocess: callable or None. Applied to each float32 image batch.
+        augmentation: `Augmentation` or None. Training-time augmentation.
+            Defaults to `None`.
 
     Returns:
-        A dataset of ``(images, labels)``: float32 ``(B, H, W, 3)`` and
-        int32 ``(B,)``.
+        A dataset of `(images, labels)`: float32 `(B, H, W, 3)` and
+        int32 `(B,)`.
     """
     height, width = image_size
     n = len(split)

@@ -1,15 +1,9 @@
 """Pixel preprocessing applied to image batches by the data pipelines."""
 
-from __future__ import annotations
-
-from typing import Callable, Optional, Union
-
 from keras_medyate.models.tiny_training import preprocess_input
 
+#: Accepted non-callable values of the `preprocess` argument of `load`.
 PREPROCESS_CHOICES = ("tiny_training", None)
-"""Accepted non-callable values of the ``preprocess`` argument of ``load``."""
-
-PreprocessArg = Union[str, None, Callable]
 
 
 # One implementation of the tiny-training input scaling (x / 127.5 - 1):
@@ -17,19 +11,19 @@ PreprocessArg = Union[str, None, Callable]
 scale_to_unit_range = preprocess_input
 
 
-def resolve_preprocess(preprocess: PreprocessArg) -> Optional[Callable]:
-    """Turns the ``preprocess`` argument of ``load`` into a batch function.
+def resolve_preprocess(preprocess):
+    """Turns the `preprocess` argument of `load` into a batch function.
 
     Args:
-        preprocess: ``"tiny_training"`` (scale to ``[-1, 1]``), ``None``
-            (keep ``[0, 255]``) or a callable applied to each float32 image
-            batch of shape ``(B, H, W, 3)``.
+        preprocess: str, None or callable. `"tiny_training"` (scale to `[-1, 1]`), `None`
+            (keep `[0, 255]`) or a callable applied to each float32 image
+            batch of shape `(B, H, W, 3)`.
 
     Returns:
-        The function to map over image batches, or ``None`` for no-op.
+        The function to map over image batches, or `None` for no-op.
 
     Raises:
-        ValueError: If ``preprocess`` is an unknown string or another type.
+        ValueError: If `preprocess` is an unknown string or another type.
     """
     if preprocess is None:
         return None

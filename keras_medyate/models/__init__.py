@@ -1,12 +1,12 @@
 """Pretrained backbones of the MCUNet / tiny-training family as float Keras models.
 
 The checkpoints are MIT HAN Lab's int8 ImageNet models released with tiny-training
-(MIT license, ``LICENSE.tiny-training``; keep the notice when redistributing them).
-One module per step: ``presets`` (a preset name → a verified local file),
-``checkpoint`` (the file → validated nested dicts), ``architecture`` (those dicts →
-a Keras model), and ``tiny_training`` (the entry points that compose them);
-``bounded_relu`` holds the one layer the models add to Keras' (`BoundedReLU`,
-registered for `.keras` files: import ``keras_medyate`` before loading one).
+(MIT license, `LICENSE.tiny-training`; keep the notice when redistributing them).
+One module per step: `presets` (a preset name → a verified local file),
+`checkpoint` (the file → validated nested dicts), `architecture` (those dicts →
+a Keras model), and `tiny_training` (the entry points that compose them);
+`bounded_relu` holds the one layer the models add to Keras' (`BoundedReLU`,
+registered for `.keras` files: import `keras_medyate` before loading one).
 
 Example:
     >>> from keras_medyate.models import mcunet_5fps, preprocess_input

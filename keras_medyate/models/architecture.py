@@ -5,21 +5,21 @@ a quantized inverted-residual network; this module rebuilds the architecture
 it describes as a Keras 3 functional model and loads the dequantized
 (float32) weights:
 
-* convolution weights: ``w_float = w_int8 * w_scales[out]``, converted from the
-  PyTorch layout ``(out, in / groups, kh, kw)`` to Keras' ``(kh, kw, in, out)``
-  (``(kh, kw, in, multiplier)`` for depthwise convolutions);
-* biases: ``b_float = b_int32 * x_scale * w_scales[out]`` (the int32 bias lives in
+* convolution weights: `w_float = w_int8 * w_scales[out]`, converted from the
+  PyTorch layout `(out, in / groups, kh, kw)` to Keras' `(kh, kw, in, out)`
+  (`(kh, kw, in, multiplier)` for depthwise convolutions);
+* biases: `b_float = b_int32 * x_scale * w_scales[out]` (the int32 bias lives in
   the accumulator's scale; batch normalization is already folded into it);
-* padding: symmetric ``k // 2`` zeros on each side, as in PyTorch. A stride-1
-  layer (odd kernel) uses ``padding="same"``, which is exactly that and costs
-  no pad / slice pair; a stride-2 layer gets an explicit ``ZeroPadding2D``
-  (named ``<layer>_pad``) followed by a ``padding="valid"`` convolution
-  (Keras' ``"same"`` pads asymmetrically there);
-* activations: the checkpoints store no activation function (``act`` is
-  ``None``); the clipping is encoded in each layer's *output* quantization
+* padding: symmetric `k // 2` zeros on each side, as in PyTorch. A stride-1
+  layer (odd kernel) uses `padding="same"`, which is exactly that and costs
+  no pad / slice pair; a stride-2 layer gets an explicit `ZeroPadding2D`
+  (named `<layer>_pad`) followed by a `padding="valid"` convolution
+  (Keras' `"same"` pads asymmetrically there);
+* activations: the checkpoints store no activation function (`act` is
+  `None`); the clipping is encoded in each layer's *output* quantization
   range. A layer whose output zero point is the int8 minimum (-128) has the
-  real range ``[0, 255 * y_scale]``: it is a clipped ReLU,
-  ``ReLU(max_value=255 * y_scale)``, built as a `BoundedReLU` (same values,
+  real range `[0, 255 * y_scale]`: it is a clipped ReLU,
+  `ReLU(max_value=255 * y_scale)`, built as a `BoundedReLU` (same values,
   a one-mask gradient; see `keras_medyate.models.bounded_relu`). That upper
   bound is exactly 6 (ReLU6) for 11 of the 28 ReLU layers of MCUNet-5fps (9
   of 34 in MobileNetV2-w0.35) and between 2.07 and 6 for the others (quantization calibration tightened the
@@ -27,15 +27,13 @@ it describes as a Keras 3 functional model and loads the dequantized
   linear (the block projections and the classifier). Checked numerically: fed
   the int8 network's own inputs, every layer of the float model reproduces the
   int8 outputs to within half a quantization step, and on natural images the
-  tightened bounds are essentially never reached, so ``clip="relu6"`` gives the
+  tightened bounds are essentially never reached, so `clip="relu6"` gives the
   same predictions.
 
 The weights are released by MIT HAN Lab under the MIT license
-(``LICENSE.tiny-training``); keep that notice wherever the weights, or models
+(`LICENSE.tiny-training`); keep that notice wherever the weights, or models
 derived from them, are redistributed.
 """
-
-from __future__ import annotations
 
 import math
 
@@ -53,11 +51,11 @@ def check_arguments(classes, input_shape, clip):
     """Validates the build options before any file is read.
 
     Returns:
-        ``(classes, input_shape)`` normalized (an int or None, a tuple).
+        `(classes, input_shape)` normalized (an int or None, a tuple).
 
     Raises:
-        ValueError: ``clip`` is not one of `CLIPS`, ``classes`` is not None or
-            a positive int, or ``input_shape`` is not ``(height, width, channels)``.
+        ValueError: `clip` is not one of `CLIPS`, `classes` is not None or
+            a positive int, or `input_shape` is not `(height, width, channels)`.
     """
     if clip not in CLIPS:
         raise ValueError(f"clip must be 'quantized' or 'relu6', got {clip!r}.")
@@ -78,7 +76,7 @@ def check_arguments(classes, input_shape, clip):
     return classes, input_shape
 
 
-def _dequantize(conv: dict) -> tuple[np.ndarray, np.ndarray]:
+def _dequantize(conv):
     """Returns the float32 (PyTorch-layout) weight and bias of a quantized conv entry."""
     params = conv["params"]
     w_scales = np.asarray(params["w_scales"], dtype=np.float64).reshape(-1)
@@ -87,12 +85,12 @@ def _dequantize(conv: dict) -> tuple[np.ndarray, np.ndarray]:
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
-def _activation_bound(conv: dict, clip: str) -> float | None:
+def _activation_bound(conv, clip):
     """Upper clipping bound of the layer's ReLU, or None if the layer is linear.
 
     A ReLU-terminated layer is recognised by its output quantization range starting at
-    exactly zero (zero point = int8 minimum). ``clip="quantized"`` uses the upper end of
-    that range, ``(127 - y_zero) * y_scale``; ``clip="relu6"`` uses 6.
+    exactly zero (zero point = int8 minimum). `clip="quantized"` uses the upper end of
+    that range, `(127 - y_zero) * y_scale`; `clip="relu6"` uses 6.
     """
     act = conv.get("act")
     params = conv["params"]
@@ -109,7 +107,7 @@ def _activation_bound(conv: dict, clip: str) -> float | None:
     return None
 
 
-def _kind(conv: dict) -> str:
+def _kind(conv):
     groups = int(conv.get("groups", 1) or 1)
     cin = int(conv["in_channel"])
     if groups == 1:
@@ -119,7 +117,7 @@ def _kind(conv: dict) -> str:
     return "grouped"
 
 
-def _keras_kernel(conv: dict, weight: np.ndarray) -> np.ndarray:
+def _keras_kernel(conv, weight):
     """Converts a PyTorch conv weight (out, in/groups, kh, kw) to the Keras layout."""
     if _kind(conv) == "depthwise":
         cin = int(conv["in_channel"])
@@ -130,7 +128,7 @@ def _keras_kernel(conv: dict, weight: np.ndarray) -> np.ndarray:
     return weight.transpose(2, 3, 1, 0)
 
 
-def _conv_block(x, conv: dict, name: str, clip: str, weights: dict):
+def _conv_block(x, conv, name, clip, weights):
     """Appends (padding +) convolution (+ clipped ReLU) for one checkpoint entry."""
     kh, kw = checkpoint.as_pair(conv.get("kernel_size", 1), "", name)
     strides = checkpoint.stride_of(conv)
@@ -165,23 +163,22 @@ def _conv_block(x, conv: dict, name: str, clip: str, weights: dict):
     return x
 
 
-def build(data: dict, path: str, *, include_top: bool, classes: int | None,
-          input_shape: tuple, name: str, clip: str) -> keras.Model:
+def build(data, path, *, include_top, classes, input_shape, name, clip):
     """The float Keras model a checkpoint describes (see the module docstring).
 
     Args:
-        data: the checkpoint, as `checkpoint.load_tiny_training_checkpoint`
+        data: dict. The checkpoint, as `checkpoint.load_tiny_training_checkpoint`
             returns it (validated).
-        path: the file it was read from (for messages).
+        path: str. The file it was read from (for messages).
         include_top, classes, input_shape, name, clip: as in
             `keras_medyate.models.from_tiny_training`, already checked by
             `check_arguments`.
 
     Returns:
-        A functional ``keras.Model``.
+        A functional `keras.Model`.
 
     Raises:
-        ValueError: ``input_shape`` does not have the checkpoint's input channels.
+        ValueError: `input_shape` does not have the checkpoint's input channels.
     """
     first = data["first_conv"]
     if input_shape[-1] != int(first["in_channel"]):
@@ -189,7 +186,7 @@ def build(data: dict, path: str, *, include_top: bool, classes: int | None,
             f"input_shape={input_shape!r} has {input_shape[-1]} channels but the checkpoint "
             f"{path!r} expects {first['in_channel']} (RGB)."
         )
-    weights: dict[str, list[np.ndarray]] = {}
+    weights = {}
     inputs = keras.Input(shape=input_shape, name="image")
     x = _conv_block(inputs, first, "first_conv", clip, weights)
     for i, block in enumerate(data["blocks"]):

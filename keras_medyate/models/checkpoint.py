@@ -1,9 +1,9 @@
-"""Reading a tiny-training ``.pkl`` checkpoint into validated nested dicts (numpy only).
+"""Reading a tiny-training `.pkl` checkpoint into validated nested dicts (numpy only).
 
 The tiny-training project ("On-Device Training Under 256KB Memory", Lin et al.,
 NeurIPS 2022) ships its ImageNet-pretrained MCU models (MCUNet-in1 "5fps",
-MobileNetV2-w0.35, ProxylessNAS-w0.3) as ``.pkl`` files. Such a file is a zip
-container (PyTorch's serialization layout) whose ``*/data.pkl`` member is a plain
+MobileNetV2-w0.35, ProxylessNAS-w0.3) as `.pkl` files. Such a file is a zip
+container (PyTorch's serialization layout) whose `*/data.pkl` member is a plain
 pickle of nested dicts and lists of numpy arrays describing a quantized
 (int8 weights, int32 biases, per-channel scales) inverted-residual network.
 
@@ -16,12 +16,10 @@ naming the file and the entry, not half-way through building a model.
 `keras_medyate.models.architecture` turns the result into a Keras model.
 
 The weights are released by MIT HAN Lab under the MIT license (see
-``LICENSE.tiny-training`` next to the checkpoints, or the upstream repository
+`LICENSE.tiny-training` next to the checkpoints, or the upstream repository
 https://github.com/mit-han-lab/tiny-training); keep that notice wherever the
 weights or models derived from them are redistributed.
 """
-
-from __future__ import annotations
 
 import importlib
 import io
@@ -30,7 +28,6 @@ import os
 import pickle
 import zipfile
 import zlib
-from typing import Any
 
 import numpy as np
 
@@ -41,7 +38,7 @@ __all__ = ["load_tiny_training_checkpoint"]
 # --------------------------------------------------------------------------------------
 
 # Globals a tiny-training checkpoint may legitimately reference. Anything else
-# (in particular ``torch`` rebuild functions, ``os.system``, ``eval``...) is refused:
+# (in particular `torch` rebuild functions, `os.system`, `eval`...) is refused:
 # unpickling arbitrary callables would execute arbitrary code.
 _SAFE_BUILTINS = frozenset(
     {
@@ -55,8 +52,8 @@ _SAFE_NUMPY_NAMES = frozenset(
 _SAFE_OTHER = frozenset({("_codecs", "encode"), ("collections", "OrderedDict")})
 
 
-def _numpy_module(module: str) -> Any:
-    """Imports ``module``, mapping numpy 1's ``numpy.core`` to numpy 2's ``numpy._core``."""
+def _numpy_module(module):
+    """Imports `module`, mapping numpy 1's `numpy.core` to numpy 2's `numpy._core`."""
     candidates = [module]
     if module == "numpy.core" or module.startswith("numpy.core."):
         moved = "numpy._core" + module[len("numpy.core"):]
@@ -75,7 +72,7 @@ def _numpy_module(module: str) -> Any:
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that only resolves numpy array machinery and plain builtins."""
 
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module, name):
         if module == "builtins" and name in _SAFE_BUILTINS:
             return super().find_class(module, name)
         if (module, name) in _SAFE_OTHER:
@@ -87,15 +84,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
             "references numpy arrays and plain Python containers"
         )
 
-    def persistent_load(self, pid: Any) -> Any:
+    def persistent_load(self, pid):
         raise pickle.UnpicklingError(
             "the pickle references external tensor storage (a regular PyTorch state dict?); "
             "tiny-training MCU checkpoints hold plain numpy arrays"
         )
 
 
-def _read_data_pickle(path: str) -> bytes:
-    """Returns the bytes of the ``*/data.pkl`` member of the zip container at ``path``."""
+def _read_data_pickle(path):
+    """Returns the bytes of the `*/data.pkl` member of the zip container at `path`."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = [
@@ -129,18 +126,18 @@ def _read_data_pickle(path: str) -> bytes:
         ) from err
 
 
-def load_tiny_training_checkpoint(path: str | os.PathLike) -> dict:
-    """Reads and validates a tiny-training ``.pkl`` checkpoint into nested dicts.
+def load_tiny_training_checkpoint(path):
+    """Reads and validates a tiny-training `.pkl` checkpoint into nested dicts.
 
     Only numpy and the standard library are used; the pickle is read with a
     restricted unpickler that resolves nothing but numpy arrays and plain Python
-    containers (references to ``numpy.core`` are mapped to numpy 2's
-    ``numpy._core``). The structure is validated (every convolution's weight,
+    containers (references to `numpy.core` are mapped to numpy 2's
+    `numpy._core`). The structure is validated (every convolution's weight,
     bias and scale shapes agree with its declared channels, kernel and groups),
     so a malformed file fails here rather than half-way through model building.
 
     The weights are released by MIT HAN Lab under the MIT license; keep the
-    notice (``LICENSE.tiny-training``) wherever they are redistributed.
+    notice (`LICENSE.tiny-training`) wherever they are redistributed.
 
     Example:
         >>> from keras_medyate.models import load_tiny_training_checkpoint
@@ -152,17 +149,17 @@ def load_tiny_training_checkpoint(path: str | os.PathLike) -> dict:
         (16, 3, 3, 3)
 
     Args:
-        path: Path of the ``.pkl`` file.
+        path: str or path-like. Path of the `.pkl` file.
 
     Returns:
-        The checkpoint as a dict with keys ``first_conv``, ``blocks`` (a list of
-        dicts with ``pointwise1``, ``depthwise``, ``pointwise2``, ``residual``,
-        ``se``), ``feature_mix`` and ``classifier``.
+        The checkpoint as a dict with keys `first_conv`, `blocks` (a list of
+        dicts with `pointwise1`, `depthwise`, `pointwise2`, `residual`,
+        `se`), `feature_mix` and `classifier`.
 
     Raises:
-        FileNotFoundError: If ``path`` does not exist.
+        FileNotFoundError: If `path` does not exist.
         ValueError: If the file is not a zip container, is truncated or corrupt,
-            has no ``data.pkl`` member, references anything other than numpy
+            has no `data.pkl` member, references anything other than numpy
             arrays, or does not have the structure of a tiny-training model. The
             message names the file and the offending entry.
     """
@@ -189,15 +186,15 @@ def load_tiny_training_checkpoint(path: str | os.PathLike) -> dict:
 # --------------------------------------------------------------------------------------
 
 
-def _fail(path: str, where: str, what: str) -> None:
+def _fail(path, where, what):
     raise ValueError(
         f"Checkpoint {path!r}: {where}: {what}. The file is not a well-formed tiny-training "
         "MCU checkpoint; check that it is the intended file, or download it again."
     )
 
 
-def as_pair(value: Any, path: str, where: str) -> tuple[int, int]:
-    """``(a, a)`` for an int, the pair itself for a pair; a clear error otherwise."""
+def as_pair(value, path, where):
+    """`(a, a)` for an int, the pair itself for a pair; a clear error otherwise."""
     if isinstance(value, (int, np.integer)):
         return int(value), int(value)
     if isinstance(value, (tuple, list)) and len(value) == 2:
@@ -206,7 +203,7 @@ def as_pair(value: Any, path: str, where: str) -> tuple[int, int]:
     raise AssertionError  # unreachable
 
 
-def _check_quant_param(params: dict, key: str, path: str, where: str) -> None:
+def _check_quant_param(params, key, path, where):
     if key not in params:
         _fail(path, where, f"missing quantization parameter {key!r} (keys: {sorted(params)})")
     value = params[key]
@@ -218,8 +215,8 @@ def _check_quant_param(params: dict, key: str, path: str, where: str) -> None:
         _fail(path, where, f"quantization parameter {key!r} has an invalid value {value!r}")
 
 
-def _validate_conv(entry: Any, path: str, where: str, *, needs_io: bool = True) -> None:
-    """Checks that ``entry`` describes a convolution with consistent arrays."""
+def _validate_conv(entry, path, where, *, needs_io=True):
+    """Checks that `entry` describes a convolution with consistent arrays."""
     if not isinstance(entry, dict):
         _fail(path, where, f"expected a dict describing a convolution, got {type(entry).__name__}")
     for key in ("in_channel", "out_channel", "params"):
@@ -261,7 +258,7 @@ def _validate_conv(entry: Any, path: str, where: str, *, needs_io: bool = True) 
               f"unsupported activation {entry['act']!r} (supported: None, 'relu', 'relu6')")
 
 
-def _validate_checkpoint(data: Any, path: str) -> None:
+def _validate_checkpoint(data, path):
     if not isinstance(data, dict):
         _fail(path, "top level", f"expected a dict, got {type(data).__name__}")
     for key in ("first_conv", "blocks", "classifier"):
@@ -326,7 +323,7 @@ def _validate_checkpoint(data: Any, path: str) -> None:
         _fail(path, "classifier", "grouped classifiers are not supported")
 
 
-def shortcut_conv(residual: dict) -> dict | None:
+def shortcut_conv(residual):
     """Returns the shortcut convolution of a residual entry, or None for an identity."""
     params = residual.get("params")
     if isinstance(params, dict) and "weight" in params:
@@ -334,8 +331,8 @@ def shortcut_conv(residual: dict) -> dict | None:
     return None
 
 
-def stride_of(conv: dict) -> tuple[int, int]:
-    """The ``(sh, sw)`` stride of a convolution entry."""
+def stride_of(conv):
+    """The `(sh, sw)` stride of a convolution entry."""
     stride = conv.get("stride", 1)
     if isinstance(stride, (tuple, list)):
         return int(stride[0]), int(stride[1])

@@ -2,37 +2,34 @@
 
 A preset names one of MIT HAN Lab's ImageNet-pretrained MCU models released with
 tiny-training ("On-Device Training Under 256KB Memory", Lin et al., 2022). The
-weights are distributed under the MIT license (``LICENSE.tiny-training``,
+weights are distributed under the MIT license (`LICENSE.tiny-training`,
 Copyright (c) 2022 MIT HAN Lab); keep that notice wherever the weights, or models
 derived from them, are redistributed.
 
-Where a preset's file is looked for, in order (:func:`resolve_weights`):
+Where a preset's file is looked for, in order (`resolve_weights`):
 
 1. an explicit, existing file path (used as given);
-2. the ``weights_dir`` argument, if given;
-3. the directory in the ``KERAS_MEDYATE_WEIGHTS_DIR`` environment variable
+2. the `weights_dir` argument, if given;
+3. the directory in the `KERAS_MEDYATE_WEIGHTS_DIR` environment variable
    (tests and CI point it at a read-only shared copy; no network needed);
-4. the cache ``$KERAS_HOME/keras_medyate/weights/`` (``KERAS_HOME`` defaults to
-   ``~/.keras``);
-5. the copy shipped with the package (``keras_medyate/assets/``: ``mcunet-5fps.pkl``,
-   the demo's default, 1 MB, with its ``LICENSE.tiny-training``);
+4. the cache `$KERAS_HOME/keras_medyate/weights/` (`KERAS_HOME` defaults to
+   `~/.keras`);
+5. the copy shipped with the package (`keras_medyate/assets/`: `mcunet-5fps.pkl`,
+   the demo's default, 1 MB, with its `LICENSE.tiny-training`);
 6. a download from the public tiny-training repository into that cache, with
-   ``keras.utils.get_file``, only when no local copy exists.
+   `keras.utils.get_file`, only when no local copy exists.
 
 Files found locally (2.-5.) are checked against the preset's SHA-256 (with
 `keras_medyate.files.verify_sha256`; a download is checked by
-``keras.utils.get_file`` itself). A preset whose SHA-256 is unknown
-(``proxylessnas_w03``: the file was not available when the presets were
+`keras.utils.get_file` itself). A preset whose SHA-256 is unknown
+(`proxylessnas_w03`: the file was not available when the presets were
 written) is only checked for being a well-formed tiny-training checkpoint, and
-a warning says so. The model builders of the presets (``mcunet_5fps``, ...)
+a warning says so. The model builders of the presets (`mcunet_5fps`, ...)
 are in `keras_medyate.models.tiny_training`.
 """
 
-from __future__ import annotations
-
 import os
 import warnings
-from typing import Any
 
 import keras
 
@@ -56,11 +53,11 @@ _BASE_URL = (
 WEIGHTS_DIR_ENV = "KERAS_MEDYATE_WEIGHTS_DIR"
 
 #: The folder of the files shipped with the package (the checkpoints among them
-#: are found there without a download; see ``LICENSE.tiny-training`` beside them).
+#: are found there without a download; see `LICENSE.tiny-training` beside them).
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 
 #: The pretrained checkpoints of the tiny-training model family (MIT license).
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS = {
     "mcunet_5fps": {
         "file": "mcunet-5fps.pkl",
         "url": _BASE_URL + "mcunet-5fps.pkl",
@@ -106,7 +103,7 @@ _ALIASES = {
 }
 
 
-def _canonical(name: Any) -> str | None:
+def _canonical(name):
     if not isinstance(name, str):
         return None
     if name in PRESETS:
@@ -114,8 +111,8 @@ def _canonical(name: Any) -> str | None:
     return _ALIASES.get(name)
 
 
-def preset_name_for(name_or_path: Any) -> str | None:
-    """Returns the canonical preset name for ``name_or_path`` or None if it is not one.
+def preset_name_for(name_or_path):
+    """Returns the canonical preset name for `name_or_path` or None if it is not one.
 
     Example:
         >>> from keras_medyate.models.presets import preset_name_for
@@ -123,21 +120,22 @@ def preset_name_for(name_or_path: Any) -> str | None:
         ('mobilenetv2_w035', None)
 
     Args:
-        name_or_path: A preset name, an upstream file stem/name, or anything else.
+        name_or_path: str or anything. A preset name, an upstream file
+            stem/name, or anything else.
 
     Returns:
-        The key of :data:`PRESETS`, or None.
+        The key of `PRESETS`, or None.
     """
     if isinstance(name_or_path, str) and os.path.isfile(name_or_path):
         return None
     return _canonical(name_or_path)
 
 
-def weights_cache_dir() -> str:
+def weights_cache_dir():
     """Returns the download cache directory of the preset files.
 
-    ``$KERAS_HOME/keras_medyate/weights`` if ``KERAS_HOME`` is set, else
-    ``~/.keras/keras_medyate/weights``. The directory is not created here.
+    `$KERAS_HOME/keras_medyate/weights` if `KERAS_HOME` is set, else
+    `~/.keras/keras_medyate/weights`. The directory is not created here.
 
     Example:
         >>> from keras_medyate.models.presets import weights_cache_dir
@@ -150,7 +148,7 @@ def weights_cache_dir() -> str:
     return files.cache_dir("weights")
 
 
-def _verify(path: str, preset: str) -> str:
+def _verify(path, preset):
     """Checks a local preset file against its pinned SHA-256 (or its structure)."""
     expected = PRESETS[preset]["sha256"]
     if expected is None:
@@ -169,8 +167,8 @@ def _verify(path: str, preset: str) -> str:
                "original file.")
 
 
-def _download(url: str, fname: str, sha256: str | None, cache_dir: str) -> str:
-    """Downloads ``url`` to ``cache_dir/keras_medyate/weights/fname`` (checksummed).
+def _download(url, fname, sha256, cache_dir):
+    """Downloads `url` to `cache_dir/keras_medyate/weights/fname` (checksummed).
 
     Kept as a separate module-level function so tests can replace it.
     """
@@ -184,24 +182,22 @@ def _download(url: str, fname: str, sha256: str | None, cache_dir: str) -> str:
     )
 
 
-def resolve_weights(
-    name_or_path: str | os.PathLike, weights_dir: str | os.PathLike | None = None
-) -> str:
+def resolve_weights(name_or_path, weights_dir=None):
     """Returns the local path of a tiny-training checkpoint, downloading it if needed.
 
     Resolution order:
 
-    1. ``name_or_path`` is an existing file: it is returned as is (no checksum,
+    1. `name_or_path` is an existing file: it is returned as is (no checksum,
        so modified checkpoints can be used; the loader still validates it).
-    2. Otherwise it must be a preset name (a key of :data:`PRESETS`, or the
-       upstream file name such as ``"mcunet-5fps.pkl"``). Its file is looked
-       for in ``weights_dir`` (if given), then ``$KERAS_MEDYATE_WEIGHTS_DIR``,
-       then the cache :func:`weights_cache_dir`, then :data:`SHIPPED_DIR`
-       (``mcunet-5fps.pkl`` ships with the package), and is downloaded into the
-       cache with ``keras.utils.get_file(..., file_hash=sha256)`` only if none
+    2. Otherwise it must be a preset name (a key of `PRESETS`, or the
+       upstream file name such as `"mcunet-5fps.pkl"`). Its file is looked
+       for in `weights_dir` (if given), then `$KERAS_MEDYATE_WEIGHTS_DIR`,
+       then the cache `weights_cache_dir`, then `SHIPPED_DIR`
+       (`mcunet-5fps.pkl` ships with the package), and is downloaded into the
+       cache with `keras.utils.get_file(..., file_hash=sha256)` only if none
        of them holds it. Local files are verified against the pinned SHA-256.
 
-    The weights are MIT-licensed by MIT HAN Lab; keep ``LICENSE.tiny-training``
+    The weights are MIT-licensed by MIT HAN Lab; keep `LICENSE.tiny-training`
     wherever they are redistributed.
 
     Example:
@@ -211,14 +207,15 @@ def resolve_weights(
         'mcunet-5fps.pkl'
 
     Args:
-        name_or_path: Path of a ``.pkl`` file, or a preset name.
-        weights_dir: Optional directory searched first for the preset's file.
+        name_or_path: str or path-like. Path of a `.pkl` file, or a preset name.
+        weights_dir: str, path-like or None. Directory searched first for the
+            preset's file. Defaults to `None`.
 
     Returns:
         The path of the checkpoint file.
 
     Raises:
-        FileNotFoundError: If ``name_or_path`` is neither an existing file nor a
+        FileNotFoundError: If `name_or_path` is neither an existing file nor a
             known preset name (the message lists the presets).
         ValueError: If a local preset file fails its SHA-256 check (the message
             gives the expected and actual digests and the path), or if a preset
@@ -269,8 +266,12 @@ def resolve_weights(
     return _verify(path, preset)
 
 
-def check_preset_file(preset: str, path: str | os.PathLike) -> str:
-    """Returns ``path`` if it exists and is the preset's file (its pinned SHA-256).
+def check_preset_file(preset, path):
+    """Returns `path` if it exists and is the preset's file (its pinned SHA-256).
+
+    Args:
+        preset: str. A key of `PRESETS`.
+        path: str or path-like. The file given for it.
 
     Raises:
         FileNotFoundError: no such file.

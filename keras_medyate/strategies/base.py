@@ -1,8 +1,9 @@
-"""What every channel-selection strategy is built on: the pool, the budget fill, the interface.
+"""What every channel-selection strategy is built on: the budget fill, the context, the interface.
 
 Every strategy answers one question per epoch: which input channels of the
 search-space layers are updated? The answer is a set of *flat* indices into a
-`ChannelPool` (all input channels of the plan's layers, layer after layer).
+`keras_medyate.channel_pool.ChannelPool` (all input channels of the plan's
+layers, layer after layer).
 
 Budget fill (`fill_budget`): channels are taken in the order a strategy
 proposes while the running cost stays within the budget. Two modes:
@@ -17,17 +18,21 @@ In both modes the selected cost never exceeds the budget.
 A selector that keeps state across epochs declares it in `initial_state()`
 (names, shapes and dtypes of numpy arrays); the model stores exactly that, so
 training resumes exactly. Every selector is built from a plan by one factory,
-`ChannelSelector.from_plan` (`registry.build` looks the class up by name).
+`ChannelSelector.from_plan`, with the options of its configured
+`strategy.Strategy` (`kmd.strategies.MeDyate(epsilon=1e-3)`).
 
 This module and everything it imports need numpy only (no TensorFlow, no
-Keras): the on-device driver `tflite_export.OnDeviceTrainer` reuses
-`ChannelPool` in a process without TensorFlow.
+Keras), like `keras_medyate.channel_pool`: the strategies run in a process
+that never loads TensorFlow (`tflite_export.OnDeviceTrainer`'s).
 """
 
 import dataclasses
-import inspect
 
 import numpy as np
+
+# Re-exported from its own module, where it now lives; import it from
+# `keras_medyate.channel_pool` (this path stays for older code).
+from keras_medyate.channel_pool import ChannelPool  # noqa: F401
 
 FILL_MODES = ("stop", "skip")
 
@@ -51,162 +56,29 @@ def is_integer(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-@dataclasses.dataclass(frozen=True)
-class ChannelPool:
-    """All selectable input channels of a list of layers, flattened.
-
-    Attributes:
-        layer_names: tuple of str, the layers in pool order.
-        num_channels: int array, channels per layer.
-        channel_costs: int array, memory units of one channel, per layer.
-        offsets: int array, flat index of each layer's first channel.
-    """
-
-    layer_names: tuple
-    num_channels: np.ndarray
-    channel_costs: np.ndarray
-    offsets: np.ndarray
-
-    @classmethod
-    def from_config(cls, config):
-        """Inverse of `to_config` (the pool as stored in an exported model)."""
-        return cls(
-            layer_names=tuple(config["layers"]),
-            num_channels=np.asarray(config["num_channels"], np.int64),
-            channel_costs=np.asarray(config["channel_costs"], np.int64),
-            offsets=np.asarray(config["offsets"], np.int64),
+def check_epsilon(epsilon):
+    """`epsilon` as a float; raises a clear `ValueError` unless it is a number in [0, 1)."""
+    number = isinstance(epsilon, (int, float, np.integer, np.floating)) and not isinstance(
+        epsilon, (bool, np.bool_))
+    if not number or not 0 <= epsilon < 1:
+        raise ValueError(
+            f"`epsilon` must be a number in [0, 1) (the floor of the sampling weights, as a "
+            f"fraction of the largest; 0 lets a channel of zero norm never be drawn), got "
+            f"{epsilon!r}. Pass e.g. `epsilon=1e-3`, the papers' value."
         )
+    return float(epsilon)
 
-    def to_config(self):
-        """JSON-serializable description (`layers`, `num_channels`,
-        `channel_costs`, `offsets`, `size`)."""
-        return {
-            "layers": list(self.layer_names),
-            "num_channels": [int(c) for c in self.num_channels],
-            "channel_costs": [int(c) for c in self.channel_costs],
-            "offsets": [int(o) for o in self.offsets],
-            "size": int(self.size),
-        }
 
-    @classmethod
-    def from_infos(cls, infos):
-        """Builds the pool of the given `LayerInfo`s."""
-        num_channels = np.array([i.num_channels for i in infos], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(num_channels)[:-1]]).astype(np.int64)
-        return cls(
-            layer_names=tuple(i.name for i in infos),
-            num_channels=num_channels,
-            channel_costs=np.array([i.channel_units for i in infos], dtype=np.int64),
-            offsets=offsets,
+def check_probe_steps(probe_steps):
+    """`probe_steps` as an int or None; raises unless None or an integer >= 1."""
+    if probe_steps is None:
+        return None
+    if not is_integer(probe_steps) or probe_steps < 1:
+        raise ValueError(
+            f"`probe_steps` must be an integer >= 1 (batches of `probe_data` the oracle "
+            f"measures) or None (every batch), got {probe_steps!r}."
         )
-
-    @property
-    def size(self):
-        """Number of channels in the pool."""
-        return int(self.num_channels.sum())
-
-    @property
-    def costs(self):
-        """Memory units of every flat channel."""
-        return np.repeat(self.channel_costs, self.num_channels)
-
-    @property
-    def layer_of(self):
-        """Pool position of the layer of every flat channel."""
-        return np.repeat(np.arange(len(self.layer_names)), self.num_channels)
-
-    @property
-    def total_units(self):
-        """Memory units to update every channel of the pool."""
-        return int(self.costs.sum())
-
-    def to_dict(self, flat_indices):
-        """{layer name: sorted channel indices} for a set of flat indices."""
-        flat = np.sort(np.asarray(flat_indices, dtype=np.int64))
-        layer_of = self.layer_of[flat]
-        return {
-            name: (flat[layer_of == k] - self.offsets[k]).astype(np.int64)
-            for k, name in enumerate(self.layer_names)
-        }
-
-    def from_dict(self, channels):
-        """Flat indices of a {layer name: channel indices} selection."""
-        unknown = sorted(set(channels) - set(self.layer_names))
-        if unknown:
-            raise ValueError(
-                f"Unknown layers {unknown} in the selection; the search space has "
-                f"{list(self.layer_names)}."
-            )
-        parts = []
-        for k, name in enumerate(self.layer_names):
-            idx = np.asarray(channels.get(name, []), dtype=np.int64).reshape(-1)
-            if idx.size and (idx.min() < 0 or idx.max() >= self.num_channels[k]):
-                raise ValueError(
-                    f"Channel indices for layer {name!r} must be in "
-                    f"[0, {self.num_channels[k]}), got {idx.tolist()}."
-                )
-            parts.append(np.unique(idx) + self.offsets[k])
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-    def check_flat_indices(self, flat_indices):
-        """The flat indices of a selection as an int64 array, checked.
-
-        Args:
-            flat_indices: 1-D integers (a list, tuple or array; empty allowed).
-
-        Returns:
-            int64 array of the same indices, in the given order.
-
-        Raises:
-            ValueError: not 1-D, not integers, out of `[0, size)` (a negative
-                index would silently count from the end), or repeated.
-        """
-        values = np.asarray(flat_indices)
-        if values.ndim != 1:
-            raise ValueError(
-                f"A selection must be a 1-D list of flat channel indices, got an array of "
-                f"shape {values.shape}. Pass e.g. `np.flatnonzero(mask)`, or "
-                "`plan.pool.from_dict({layer: channels})`."
-            )
-        if values.size and not (np.issubdtype(values.dtype, np.integer)
-                                and not np.issubdtype(values.dtype, np.bool_)):
-            raise ValueError(
-                f"Flat channel indices must be integers, got dtype {values.dtype} "
-                f"({values[:5].tolist()}…). Pass integer indices in [0, {self.size})."
-            )
-        values = values.astype(np.int64)
-        bad = values[(values < 0) | (values >= self.size)]
-        if bad.size:
-            raise ValueError(
-                f"Flat channel indices must be in [0, {self.size}) (the pool's "
-                f"{self.size} channels), got {bad[:5].tolist()}. Negative indices are not "
-                "counted from the end."
-            )
-        unique, counts = np.unique(values, return_counts=True)
-        if (counts > 1).any():
-            raise ValueError(
-                f"Flat channel indices must be distinct, got {unique[counts > 1][:5].tolist()} "
-                "more than once."
-            )
-        return values
-
-    def flat_mask(self, flat_indices):
-        """float32 0/1 mask over the whole pool (1 = selected)."""
-        selected = np.zeros(self.size, dtype=np.float32)
-        selected[np.asarray(flat_indices, dtype=np.int64)] = 1.0
-        return selected
-
-    def to_masks(self, flat_indices):
-        """{layer name: float32 0/1 mask over its input channels}."""
-        selected = self.flat_mask(flat_indices)
-        return {
-            name: selected[self.offsets[k] : self.offsets[k] + self.num_channels[k]]
-            for k, name in enumerate(self.layer_names)
-        }
-
-    def cost_of(self, flat_indices):
-        """Memory units of a set of flat indices."""
-        return int(self.costs[np.asarray(flat_indices, dtype=np.int64)].sum())
+    return int(probe_steps)
 
 
 def fill_budget(order, costs, budget_units, mode="stop"):
@@ -338,8 +210,11 @@ class ChannelSelector:
     def from_plan(cls, plan, fill="stop", **options):
         """Builds the selector for a `Plan`: the one factory of every strategy.
 
-        Options the constructor does not take are left out (`epsilon` means
-        nothing to `trady`), unless it takes `**kwargs`.
+        Args:
+            plan: the `Plan`.
+            fill: `"stop"` or `"skip"`, see `fill_budget`.
+            **options: the constructor's own options (`epsilon=...`), as a
+                `strategy.Strategy` holds them.
 
         Raises:
             ValueError: a whole-network strategy on a plan whose search space
@@ -351,9 +226,6 @@ class ChannelSelector:
                 f"space holds {len(plan.layers)} of {len(plan.candidate_layers)} layers. "
                 "Build the plan without a ranking: `kmd.plan(model, budget)`."
             )
-        parameters = inspect.signature(cls.__init__).parameters
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            options = {k: v for k, v in options.items() if k in parameters}
         return cls(plan.pool, plan.budget_units, fill, **options)
 
     def initial_state(self):

@@ -18,11 +18,15 @@ The random draw and its order are `random_stream` (a counter-based hash of
 `(seed, epoch)`, float32 throughout), the one definition the exported LiteRT
 model (`tflite_export.sampler`) computes too: given the same seed and state,
 host and device select the same channels.
+
+`MeDyate` is the strategy as `ChannelResampler` takes it (its options);
+`MeDyateSelector` draws the channels.
 """
 
 import numpy as np
 
 from keras_medyate.strategies import base, random_stream
+from keras_medyate.strategies import strategy as strategy_lib
 
 
 class MeDyateSelector(base.ChannelSelector):
@@ -42,8 +46,9 @@ class MeDyateSelector(base.ChannelSelector):
     Example:
 
     >>> import numpy as np
+    >>> from keras_medyate.channel_pool import ChannelPool
     >>> from keras_medyate.strategies import base, medyate
-    >>> pool = base.ChannelPool(("a",), np.array([4]), np.array([1]), np.array([0]))
+    >>> pool = ChannelPool(("a",), np.array([4]), np.array([1]), np.array([0]))
     >>> selector = medyate.MeDyateSelector(pool, budget_units=2)
     >>> ctx = base.SelectionContext(epoch=0, rng=np.random.default_rng(0))
     >>> len(selector.select(ctx))
@@ -54,9 +59,7 @@ class MeDyateSelector(base.ChannelSelector):
 
     def __init__(self, pool, budget_units, fill="stop", epsilon=1e-3):
         super().__init__(pool, budget_units, fill)
-        if not 0 <= epsilon < 1:
-            raise ValueError(f"`epsilon` must be in [0, 1), got {epsilon!r}.")
-        self.epsilon = float(epsilon)
+        self.epsilon = base.check_epsilon(epsilon)
 
     def initial_state(self):
         """The stored norm of every channel (float32, as on the device), which
@@ -90,3 +93,31 @@ class MeDyateSelector(base.ChannelSelector):
             self.state["memory_max_filled"] = np.array(True)
         order = random_stream.medyate_order(seed, context.epoch, memory, self.epsilon, uniform)
         return self.fill_in_order(order)
+
+
+class MeDyate(strategy_lib.Strategy):
+    """MeDyate (arXiv 2510.20979): norm-proportional sampling, max-fill of unseen channels.
+
+    Args:
+        epsilon: float in [0, 1), the floor of the sampling weights as a
+            fraction of the largest (0: a channel whose stored norm is 0 is
+            never drawn). Defaults to `1e-3`.
+
+    Raises:
+        ValueError: `epsilon` is not a number in [0, 1).
+
+    Example:
+
+    >>> import keras_medyate as kmd
+    >>> strategy = kmd.strategies.MeDyate(epsilon=1e-2)
+    >>> strategy.name, strategy.epsilon
+    ('medyate', 0.01)
+    """
+
+    selector_class = MeDyateSelector
+    option_names = ("epsilon",)
+
+    def __init__(self, epsilon=1e-3):
+        self.epsilon = base.check_epsilon(epsilon)
+        super().__init__(epsilon=self.epsilon)
+

@@ -10,13 +10,14 @@ are not trained) and serve as references, as in TraDy and MeDyate:
 
 The norms are the per-step mean of the last epoch for every channel of the
 search space (the masked training step computes them for free), and, before
-epoch 1, a gradient-only measurement on `probe_data` given to the
-`ChannelResampler`.
+epoch 1, a gradient-only measurement on the strategy's `probe_data`:
+`kmd.strategies.DetRGN(probe_data=train_ds, probe_steps=4)`.
 """
 
 import numpy as np
 
 from keras_medyate.strategies import base
+from keras_medyate.strategies import strategy as strategy_lib
 
 
 class _OracleSelector(base.ChannelSelector):
@@ -30,7 +31,8 @@ class _OracleSelector(base.ChannelSelector):
         if context.norms is None:
             raise ValueError(
                 f"Strategy {self.name!r} needs the gradient norms of every channel "
-                "before each epoch; pass `probe_data=` to `ChannelResampler`."
+                "before each epoch; pass `probe_data=` to the strategy (e.g. "
+                "`kmd.strategies.DetRGN(probe_data=train_ds)`)."
             )
         return np.nan_to_num(np.asarray(context.norms, np.float64), nan=0.0)
 
@@ -62,3 +64,64 @@ class ProbRawSelector(_OracleSelector):
     def propose(self, context):
         weights = base.floored(self.norms_of(context), self.epsilon)
         return self.fill_in_order(base.weighted_order(weights, context.rng))
+
+
+class _Oracle(strategy_lib.Strategy):
+    """An oracle strategy: `probe_data` is required."""
+
+    option_names = strategy_lib.PROBE_OPTIONS
+
+    def __init__(self, probe_data=None, probe_steps=None):
+        super().__init__(probe_data=probe_data, probe_steps=probe_steps)
+
+
+class DetRGN(_Oracle):
+    """D-Det RGN: the channels of highest gradient norm per memory unit (an oracle).
+
+    Args:
+        probe_data: dataset of `(x, y)` batches, or a tuple `(x, y)`
+            (required): the model measures every channel's gradient on it
+            before the first epoch (and after an epoch that trained no channel).
+        probe_steps: int >= 1 or None, how many batches of `probe_data` to
+            use; None: all of them. Defaults to None.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_medyate as kmd
+    >>> x, y = np.zeros((4, 8, 8, 3), np.float32), np.zeros(4, np.int32)
+    >>> kmd.strategies.DetRGN(probe_data=(x, y), probe_steps=1)
+    DetRGN(probe_data=..., probe_steps=1)
+    """
+
+    selector_class = DetRGNSelector
+
+
+class DetRaw(_Oracle):
+    """LaRa Det Raw: the channels of highest gradient norm (an oracle).
+
+    Args:
+        probe_data: as for `DetRGN` (required).
+        probe_steps: int >= 1 or None, as for `DetRGN`. Defaults to None.
+    """
+
+    selector_class = DetRawSelector
+
+
+class ProbRaw(_Oracle):
+    """LaRa Prob Raw: channels drawn with p ∝ their gradient norm (an oracle).
+
+    Args:
+        probe_data: as for `DetRGN` (required).
+        probe_steps: int >= 1 or None, as for `DetRGN`. Defaults to None.
+        epsilon: float in [0, 1), the floor of the sampling weights as a
+            fraction of the largest. Defaults to `1e-3`.
+    """
+
+    selector_class = ProbRawSelector
+    option_names = (*strategy_lib.PROBE_OPTIONS, "epsilon")
+
+    def __init__(self, probe_data=None, probe_steps=None, epsilon=1e-3):
+        self.epsilon = base.check_epsilon(epsilon)
+        super().__init__(probe_data, probe_steps)
+        self.options["epsilon"] = self.epsilon

@@ -8,9 +8,13 @@
   (`kmd.plan(model, budget)` without a ranking).
 - `static_random` (S-Full Random, PaCA): one uniform draw before training,
   kept for every epoch.
+
+The strategies take no option: `kmd.strategies.TraDy()`, `FullRandom()`,
+`StaticRandom()`.
 """
 
 from keras_medyate.strategies import base
+from keras_medyate.strategies import strategy as strategy_lib
 
 
 class UniformSelector(base.ChannelSelector):
@@ -35,3 +39,43 @@ class StaticRandomSelector(UniformSelector):
     name = "static_random"
     static = True
     whole_network = True
+
+
+class TraDy(strategy_lib.Strategy):
+    """TraDy (arXiv 2510.19675): uniform channels inside the search space, every epoch.
+
+    Example:
+
+    >>> import keras_medyate as kmd
+    >>> kmd.strategies.TraDy().name
+    'trady'
+    """
+
+    selector_class = UniformSelector
+
+    def __init__(self):
+        super().__init__()
+
+
+class FullRandom(strategy_lib.Strategy):
+    """D-Full Random: uniform channels over the whole network, every epoch.
+
+    It needs a plan over every layer: `kmd.plan(model, budget)` without a ranking.
+    """
+
+    selector_class = FullRandomSelector
+
+    def __init__(self):
+        super().__init__()
+
+
+class StaticRandom(strategy_lib.Strategy):
+    """S-Full Random (PaCA): one uniform draw over the whole network, kept.
+
+    It needs a plan over every layer: `kmd.plan(model, budget)` without a ranking.
+    """
+
+    selector_class = StaticRandomSelector
+
+    def __init__(self):
+        super().__init__()

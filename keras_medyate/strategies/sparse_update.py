@@ -17,15 +17,52 @@ largest ratio among 1, 1/2, 1/4, 1/8 that still fits the budget.
 Lin et al. also update the biases of the last layers; keras-medyate trains
 kernels only (biases stay frozen), so this is the "SparseUpdate-style static"
 baseline of TraDy's comparison, not a re-implementation of the search.
+
+`SparseUpdate(scheme=..., criteria=...)` is the strategy as `ChannelResampler`
+takes it; `SparseUpdateSelector` picks the channels.
 """
 
 import numpy as np
 
 from keras_medyate import channels as channels_lib
 from keras_medyate.strategies import base
+from keras_medyate.strategies import strategy as strategy_lib
 
 CRITERIA = ("magnitude+", "magnitude-", "random")
 AUTO_RATIOS = (1.0, 0.5, 0.25, 0.125)
+
+
+def check_criteria(criteria):
+    """Raises a clear `ValueError` unless `criteria` is one of `CRITERIA`."""
+    if criteria not in CRITERIA:
+        raise ValueError(
+            f"`criteria` must be one of {CRITERIA} (how a scheme layer's channels are "
+            f"chosen), got {criteria!r}. Pass e.g. `criteria='magnitude+'`, the paper's choice."
+        )
+
+
+def check_scheme(scheme):
+    """Raises a clear `ValueError` unless `scheme` is None or has the scheme format.
+
+    The layers it names are checked against a plan by `SparseUpdateSelector`.
+    """
+    if scheme is None:
+        return
+    if not isinstance(scheme, dict) or set(scheme) - {"layers", "ratios"} or \
+            len(scheme.get("layers", [])) != len(scheme.get("ratios", [None])):
+        raise ValueError(
+            "`scheme` must be {'layers': [...], 'ratios': [...]} with one ratio "
+            f"per layer, got {scheme!r}. Pass e.g. `{{'layers': [21, 24], 'ratios': "
+            "[1, 0.5]}`, or None to build a scheme for the budget."
+        )
+    for ratio in scheme["ratios"]:
+        number = isinstance(ratio, (int, float, np.integer, np.floating)) and not isinstance(
+            ratio, (bool, np.bool_))
+        if not number or not 0 < ratio <= 1:
+            raise ValueError(
+                f"Scheme ratios must be numbers in (0, 1] (the fraction of a layer's input "
+                f"channels to update), got {ratio!r}."
+            )
 
 
 class SparseUpdateSelector(base.ChannelSelector):
@@ -50,8 +87,7 @@ class SparseUpdateSelector(base.ChannelSelector):
     def __init__(self, pool, budget_units, fill="stop", scheme=None,
                  criteria="magnitude+", layer_order=None, priority=None):
         super().__init__(pool, budget_units, fill)
-        if criteria not in CRITERIA:
-            raise ValueError(f"`criteria` must be one of {CRITERIA}, got {criteria!r}.")
+        check_criteria(criteria)
         self.criteria = criteria
         self.layer_order = list(layer_order or pool.layer_names)
         self.priority = [n for n in (priority or pool.layer_names) if n in pool.layer_names]
@@ -65,12 +101,7 @@ class SparseUpdateSelector(base.ChannelSelector):
                                  priority=plan.ranked_layers, **options)
 
     def _resolve(self, scheme):
-        if not isinstance(scheme, dict) or set(scheme) - {"layers", "ratios"} or \
-                len(scheme.get("layers", [])) != len(scheme.get("ratios", [None])):
-            raise ValueError(
-                "`scheme` must be {'layers': [...], 'ratios': [...]} with one ratio "
-                f"per layer, got {scheme!r}."
-            )
+        check_scheme(scheme)
         resolved = {}
         for layer, ratio in zip(scheme["layers"], scheme["ratios"]):
             if isinstance(layer, (int, np.integer)):
@@ -85,8 +116,6 @@ class SparseUpdateSelector(base.ChannelSelector):
                     f"Scheme layer {layer!r} is not in the plan's search space "
                     f"{list(self.pool.layer_names)}."
                 )
-            if not 0 < float(ratio) <= 1:
-                raise ValueError(f"Scheme ratios must be in (0, 1], got {ratio!r}.")
             resolved[layer] = float(ratio)
         cost = self._scheme_cost(resolved)
         if cost > self.budget_units:
@@ -138,4 +167,38 @@ class SparseUpdateSelector(base.ChannelSelector):
                 channels = ranked[:count]
             selected.append(np.asarray(channels, np.int64) + self.pool.offsets[k])
         return np.concatenate(selected) if selected else np.zeros(0, np.int64)
+
+
+class SparseUpdate(strategy_lib.Strategy):
+    """Sparse Update (Lin et al., NeurIPS 2022) as a static scheme: layers, ratios, magnitude.
+
+    Args:
+        scheme: dict `{"layers": [...], "ratios": [...]}` (0-based layer
+            indices over the plan's layers from the input, or layer names;
+            one ratio in (0, 1] per layer), or None to build one for the
+            budget. Defaults to None.
+        criteria: `"magnitude+"` (the channels of largest weight norm, the
+            paper's choice; default), `"magnitude-"` (smallest) or `"random"`.
+
+    Raises:
+        ValueError: a scheme not in that format, or an unknown `criteria`.
+            (Its layers and cost are checked against the plan when the
+            resampler builds the selector.)
+
+    Example:
+
+    >>> import keras_medyate as kmd
+    >>> kmd.strategies.SparseUpdate(scheme={"layers": [0, 2], "ratios": [1, 0.5]})
+    SparseUpdate(scheme={'layers': [0, 2], 'ratios': [1, 0.5]}, criteria='magnitude+')
+    """
+
+    selector_class = SparseUpdateSelector
+    option_names = ("scheme", "criteria")
+
+    def __init__(self, scheme=None, criteria="magnitude+"):
+        check_scheme(scheme)
+        check_criteria(criteria)
+        self.scheme = scheme
+        self.criteria = criteria
+        super().__init__(scheme=scheme, criteria=criteria)
 

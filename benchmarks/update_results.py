@@ -1,0 +1,113 @@
+"""Regenerate the measured tables of benchmarks/RESULTS.md from the committed CSVs.
+
+RESULTS.md holds blocks between two markers; this script rewrites each block's body from the
+CSV it names, with the report code of `keras_medyate.comparison.report` (the same code that
+writes each run's `summary.md`), so a table in RESULTS.md cannot drift from its CSV:
+
+    <!-- generated: summary benchmarks/results/paper_comparison.csv -->
+    ... (rewritten) ...
+    <!-- end generated -->
+
+Kinds:
+- `summary PATH.csv`: `report.summary_markdown` of that CSV (every table of the comparison).
+- `recipe DIR`: one row per configuration of the recipe check (every `DIR/*/paper_comparison.csv`):
+  method, budget, peak learning rate, augmentation, top-1 mean ± std over its runs, and the epoch
+  at which the mean per-epoch curve peaks (`recipe_lines`).
+
+Usage (from the repository root):
+
+    python benchmarks/update_results.py            # rewrite benchmarks/RESULTS.md in place
+    python benchmarks/update_results.py --check    # exit 1 if a block differs from its CSV
+"""
+
+import glob
+import os
+import re
+import sys
+
+from absl import app
+from absl import flags
+
+from keras_medyate.comparison import report
+from keras_medyate.comparison.settings import BUDGET_FREE
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("results", "benchmarks/RESULTS.md", "The markdown file whose blocks to rewrite.")
+flags.DEFINE_bool("check", False, "Only compare: exit 1 if a block differs from what its CSV gives.")
+
+BLOCK = re.compile(r"(<!-- generated: (\w+) (\S+) -->\n)(.*?)(<!-- end generated -->)", re.S)
+
+
+def recipe_lines(directory):
+    """Recipe-check table over every configuration CSV under `directory`.
+
+    One row per (method, budget, peak learning rate, augmentation): top-1 on the split the runs
+    were evaluated on (mean ± std, run count), and the epoch where the mean per-epoch curve
+    peaks next to its value at the last epoch (is the number of epochs enough?).
+    """
+    groups = {}
+    for path in sorted(glob.glob(os.path.join(directory, "*", "paper_comparison.csv"))):
+        for row in report.read_csv(path):
+            key = (row["method"], int(row["budget_units"]), float(row["learning_rate"]),
+                   bool(row["augment"]))
+            groups.setdefault(key, []).append(row)
+    if not groups:
+        raise FileNotFoundError(f"No */paper_comparison.csv under {directory!r}: run "
+                                "benchmarks/recipe/run.sh first.")
+    splits = sorted({r["evaluated_on"] for rows in groups.values() for r in rows})
+    lines = [f"Top-1 % on the {'/'.join(splits)} images (mean ± std over n runs, one per seed).",
+             "",
+             "| method | budget (units) | peak lr | augment | top-1 % | best epoch of the mean "
+             "curve (its top-1) | last epoch |",
+             "|---|---|---|---|---|---|---|"]
+    for (method, budget, lr, augment), rows in sorted(groups.items()):
+        curves = [r["epoch_top1"] for r in rows if r["epoch_top1"]]
+        best = last = "–"
+        if curves and len({len(c) for c in curves}) == 1:
+            mean_curve = [sum(c[i] for c in curves) / len(curves) for i in range(len(curves[0]))]
+            peak = max(range(len(mean_curve)), key=mean_curve.__getitem__)
+            best = f"{peak + 1} ({mean_curve[peak]:.2f})"
+            last = f"{len(mean_curve)} ({mean_curve[-1]:.2f})"
+        budget_text = "any" if method in BUDGET_FREE else f"{budget:,}"
+        lines.append(f"| {method} | {budget_text} | {lr:g} | {'yes' if augment else 'no'} | "
+                     f"{report.cell([r['top1'] for r in rows])} | {best} | {last} |")
+    return lines
+
+
+def generate(kind, path):
+    """The body of one block."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"RESULTS.md names {path!r} ({kind}), which does not exist. "
+                                "Run from the repository root, or fix the block's path.")
+    if kind == "summary":
+        return report.summary_markdown(report.read_csv(path)).rstrip("\n") + "\n"
+    if kind == "recipe":
+        return "\n".join(recipe_lines(path)) + "\n"
+    raise ValueError(f"Unknown block kind {kind!r} in RESULTS.md; expected 'summary' or 'recipe'.")
+
+
+def rewrite(text):
+    """`text` with every generated block's body regenerated."""
+    return BLOCK.sub(lambda m: m.group(1) + generate(m.group(2), m.group(3)) + m.group(5), text)
+
+
+def main(argv):
+    del argv
+    with open(FLAGS.results, encoding="utf-8") as f:
+        text = f.read()
+    new = rewrite(text)
+    blocks = len(BLOCK.findall(text))
+    if FLAGS.check:
+        if new != text:
+            print(f"{FLAGS.results}: a generated block differs from its CSV; "
+                  "run python benchmarks/update_results.py", file=sys.stderr)
+            sys.exit(1)
+        print(f"{FLAGS.results}: {blocks} generated blocks match their CSVs")
+        return
+    with open(FLAGS.results, "w", encoding="utf-8") as f:
+        f.write(new)
+    print(f"rewrote {blocks} generated blocks of {FLAGS.results}")
+
+
+if __name__ == "__main__":
+    app.run(main)
