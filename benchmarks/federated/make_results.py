@@ -68,6 +68,9 @@ def main():
              "(`OnDeviceTrainer`, no TensorFlow in the clients) with the recommended recipe "
              "(SGD, clip 1, peak 0.05, one warm-up epoch then cosine decay over all rounds).",
              "",
+             f"**Every column is a single run** (seed {settings['seed']}); no spread is known, so "
+             "differences of a point or two between columns may be run-to-run noise.",
+             "",
              "- **sparse**: each client runs MeDyate on the device (its own seed) and uploads the "
              "input-channel slices it trained since the sync and the head. The server averages "
              "each trained slice over every client, weighted by their examples, a client that "
