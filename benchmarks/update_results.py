@@ -25,6 +25,8 @@ import os
 import re
 import sys
 
+import numpy as np
+
 from absl import app
 from absl import flags
 
@@ -61,11 +63,10 @@ def recipe_lines(directory):
              "curve (its top-1) | last epoch |",
              "|---|---|---|---|---|---|---|"]
     for (method, budget, lr, augment), rows in sorted(groups.items()):
-        curves = [r["epoch_top1"] for r in rows if r["epoch_top1"]]
+        mean_curve = report.mean_epoch_curve(rows)
         best = last = "–"
-        if curves and len({len(c) for c in curves}) == 1:
-            mean_curve = [sum(c[i] for c in curves) / len(curves) for i in range(len(curves[0]))]
-            peak = max(range(len(mean_curve)), key=mean_curve.__getitem__)
+        if mean_curve:
+            peak = int(np.nanargmax(mean_curve))
             best = f"{peak + 1} ({mean_curve[peak]:.2f})"
             last = f"{len(mean_curve)} ({mean_curve[-1]:.2f})"
         budget_text = "any" if method in BUDGET_FREE else f"{budget:,}"

@@ -247,6 +247,18 @@ def runtime_lines(rows, reference="medyate"):
     return lines
 
 
+def mean_epoch_curve(rows):
+    """Mean of `epoch_top1` over `rows`, epoch by epoch (NaN and missing epochs skipped;
+    NaN where no run has that epoch)."""
+    length = max((len(r["epoch_top1"]) for r in rows), default=0)
+    curve = []
+    for epoch in range(length):
+        points = [r["epoch_top1"][epoch] for r in rows if len(r["epoch_top1"]) > epoch
+                  and not math.isnan(r["epoch_top1"][epoch])]
+        curve.append(float(np.mean(points)) if points else math.nan)
+    return curve
+
+
 def epoch_curve_lines(rows):
     """Mean top-1 after every epoch per method, runtime and budget (`epoch_top1`)."""
     curves = [r for r in rows if r["epoch_top1"]]
@@ -261,11 +273,8 @@ def epoch_curve_lines(rows):
     for (method, runtime, budget), group in sorted(
             _groups(curves, ("method", "runtime", "budget_units")).items(),
             key=lambda item: (item[0][2], item[0][0], item[0][1])):
-        values = []
-        for epoch in range(epochs):
-            points = [r["epoch_top1"][epoch] for r in group if len(r["epoch_top1"]) > epoch
-                      and not math.isnan(r["epoch_top1"][epoch])]
-            values.append(f"{np.mean(points):.1f}" if points else "")
+        curve = mean_epoch_curve(group) + [math.nan] * epochs
+        values = ["" if math.isnan(v) else f"{v:.1f}" for v in curve[:epochs]]
         lines.append(f"| {method_label(method, runtime)} | {int(budget):,} | {len(group)} | "
                      + " | ".join(values) + " |")
     cost = [r["epoch_eval_seconds"] / max(len(r["epoch_top1"]), 1) for r in curves
@@ -428,10 +437,8 @@ def plot_epoch_curves(rows, path):
                     group = [r for r in group if r["budget_units"] == budget]
                 if not group:
                     continue
-                length = max(len(r["epoch_top1"]) for r in group)
-                mean = [np.nanmean([r["epoch_top1"][e] for r in group
-                                    if len(r["epoch_top1"]) > e]) for e in range(length)]
-                ax.plot(range(1, length + 1), mean, marker=".",
+                mean = mean_epoch_curve(group)
+                ax.plot(range(1, len(mean) + 1), mean, marker=".",
                         linestyle="-" if runtime == "keras" else "--",
                         label=method_label(method, runtime))
             ax.set_title(f"{model} on {dataset}, {int(budget):,} units", fontsize=9)
