@@ -47,9 +47,10 @@ def bits(array):
     return np.asarray(array, np.float32).view(np.uint32)
 
 
-def test_get_update_holds_the_trained_slices_and_the_head_and_applies_exactly(exported):
+@pytest.mark.parametrize("runtime", ["interpreter", "compiled_model"])
+def test_get_update_holds_the_trained_slices_and_the_head_and_applies_exactly(exported, runtime):
     model, plan, path = exported
-    device = OnDeviceTrainer(path)
+    device = OnDeviceTrainer(path, runtime=runtime)
     original = device.get_weights()
     assert device.trained_since_sync().sum() == 0
     assert device.get_update().num_channels == 0  # nothing trained yet: the head only
@@ -78,7 +79,7 @@ def test_get_update_holds_the_trained_slices_and_the_head_and_applies_exactly(ex
     assert set(update.head) == {"classifier/kernel", "classifier/bias"}
 
     # A fresh phone (the exported weights) applies it: it then holds the same model.
-    other = OnDeviceTrainer(path)
+    other = OnDeviceTrainer(path, runtime=runtime)
     assert other.apply_update(update) == update.num_channels
     for key, value in other.get_weights().items():
         np.testing.assert_array_equal(bits(value), bits(weights[key]), err_msg=key)
@@ -91,7 +92,7 @@ def test_get_update_holds_the_trained_slices_and_the_head_and_applies_exactly(ex
         np.testing.assert_array_equal(bits(again.head[key]), bits(update.head[key]))
     # get -> apply -> get of every channel is the identity.
     whole = device.get_update(every_channel=True)
-    third = OnDeviceTrainer(path)
+    third = OnDeviceTrainer(path, runtime=runtime)
     third.apply_update(whole.arrays())
     for key, value in third.get_weights().items():
         np.testing.assert_array_equal(bits(value), bits(weights[key]), err_msg=key)
