@@ -38,6 +38,7 @@ outputs = model.run("resample", seed=np.array([0], np.int32))   # {"mask": ndarr
 """
 
 import dataclasses
+import importlib
 import os
 
 import numpy as np
@@ -251,7 +252,9 @@ class CompiledModelRuntime(_Model):
 
     def __init__(self, path, num_threads=2, use_xnnpack=True):
         try:
-            from ai_edge_litert import compiled_model as cm  # noqa: PLC0415
+            # import_module looks the submodule up in sys.modules (not as an
+            # attribute of the package), so a missing module is always seen.
+            cm = importlib.import_module("ai_edge_litert.compiled_model")
         except ImportError:
             installed = runtime_version("interpreter")
             raise RuntimeNotAvailableError(
