@@ -9,7 +9,8 @@ writes each run's `summary.md`), so a table in RESULTS.md cannot drift from its 
     <!-- end generated -->
 
 Kinds:
-- `summary PATH.csv`: `report.summary_markdown` of that CSV (every table of the comparison).
+- `summary PATH.csv`: `report.summary_markdown` of that CSV (every table of the comparison);
+  the `summary.md` next to the CSV is rewritten (checked) too, so it holds the same tables.
 - `recipe DIR`: one row per configuration of the recipe check (every `DIR/*/paper_comparison.csv`):
   method, budget, peak learning rate, augmentation, top-1 mean ± std over its runs, and the epoch
   at which the mean per-epoch curve peaks (`recipe_lines`).
@@ -51,7 +52,7 @@ def recipe_lines(directory):
     for path in sorted(glob.glob(os.path.join(directory, "*", "paper_comparison.csv"))):
         for row in report.read_csv(path):
             key = (row["method"], int(row["budget_units"]), float(row["learning_rate"]),
-                   bool(row["augment"]))
+                   report.augmentation_text(row))
             groups.setdefault(key, []).append(row)
     if not groups:
         raise FileNotFoundError(f"No */paper_comparison.csv under {directory!r}: run "
@@ -70,7 +71,7 @@ def recipe_lines(directory):
             best = f"{peak + 1} ({mean_curve[peak]:.2f})"
             last = f"{len(mean_curve)} ({mean_curve[-1]:.2f})"
         budget_text = "any" if method in BUDGET_FREE else f"{budget:,}"
-        lines.append(f"| {method} | {budget_text} | {lr:g} | {'yes' if augment else 'no'} | "
+        lines.append(f"| {method} | {budget_text} | {lr:g} | {augment} | "
                      f"{report.cell([r['top1'] for r in rows])} | {best} | {last} |")
     return lines
 
@@ -87,6 +88,16 @@ def generate(kind, path):
     raise ValueError(f"Unknown block kind {kind!r} in RESULTS.md; expected 'summary' or 'recipe'.")
 
 
+def summary_files(text):
+    """{summary.md path: its text} for every `summary` block's CSV."""
+    files = {}
+    for _, kind, path, _, _ in BLOCK.findall(text):
+        if kind == "summary":
+            files[os.path.join(os.path.dirname(path), "summary.md")] = report.summary_file_text(
+                report.read_csv(path))
+    return files
+
+
 def rewrite(text):
     """`text` with every generated block's body regenerated."""
     return BLOCK.sub(lambda m: m.group(1) + generate(m.group(2), m.group(3)) + m.group(5), text)
@@ -98,16 +109,30 @@ def main(argv):
         text = f.read()
     new = rewrite(text)
     blocks = len(BLOCK.findall(text))
+    summaries = summary_files(text)
     if FLAGS.check:
-        if new != text:
-            print(f"{FLAGS.results}: a generated block differs from its CSV; "
-                  "run python benchmarks/update_results.py", file=sys.stderr)
+        stale = [path for path, expected in summaries.items() if _read(path) != expected]
+        if new != text or stale:
+            print(f"{FLAGS.results}: a generated block or {', '.join(stale) or 'summary.md'} "
+                  "differs from its CSV; run python benchmarks/update_results.py",
+                  file=sys.stderr)
             sys.exit(1)
-        print(f"{FLAGS.results}: {blocks} generated blocks match their CSVs")
+        print(f"{FLAGS.results}: {blocks} generated blocks and {len(summaries)} summary.md "
+              "match their CSVs")
         return
     with open(FLAGS.results, "w", encoding="utf-8") as f:
         f.write(new)
-    print(f"rewrote {blocks} generated blocks of {FLAGS.results}")
+    for path, expected in summaries.items():
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(expected)
+    print(f"rewrote {blocks} generated blocks of {FLAGS.results} and {', '.join(summaries)}")
+
+
+def _read(path):
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 if __name__ == "__main__":

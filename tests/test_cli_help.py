@@ -34,8 +34,10 @@ def test_paper_comparison_help_lists_its_own_flags_and_exits_0(tmp_path):
     for flag in ("--model", "--epochs", "--train_per_class", "--test_per_class", "--resolution",
                  "--protocol", "--learning_rate", "--full_learning_rate", "--methods",
                  "--budgets", "--seeds", "--runtime", "--threads", "--eval_on",
-                 "--validation_fraction", "--max_retries", "--out"):
+                 "--validation_fraction", "--max_retries", "--crop_scale",
+                 "--out"):
         assert f"\n  {flag} " in result.stdout or f"\n  {flag}\n" in result.stdout, flag
+    assert "\n  --[no]augment " in result.stdout
     # Only the script's flags: none of absl's or TensorFlow's.
     assert "--logtostderr" not in result.stdout and "--alsologtostderr" not in result.stdout
     assert len(result.stdout.splitlines()) < 150
@@ -53,6 +55,9 @@ def test_paper_comparison_help_lists_its_own_flags_and_exits_0(tmp_path):
     (["--train_per_class=0"], "--train_per_class='0'"),
     (["--eval_on=validation", "--validation_fraction=1.5"], "--validation_fraction=1.5"),
     (["--threads=0"], "--threads=0: must be at least 1"),
+    (["--crop_scale=0.35"], "--crop_scale=0.35: add --augment"),
+    (["--augment", "--crop_scale=1.5"], "--crop_scale='1.5': give a number in (0, 1] or 'none'"),
+    (["--augment", "--crop_scale=wide"], "--crop_scale='wide': give a number in (0, 1]"),
     (["stray"], "unexpected argument(s) ['stray']"),
 ])
 def test_paper_comparison_bad_values_give_one_line_and_exit_2(tmp_path, args, message):

@@ -167,6 +167,40 @@ def test_old_or_other_split_csv_is_refused(tmp_path):
     assert report.run_key(row) == ("m", "d", "medyate", 100, 0, "keras")
 
 
+def test_a_csv_written_before_the_crop_scale_column_is_upgraded_and_resumes(tmp_path):
+    path = tmp_path / "paper_comparison.csv"
+    old_columns = [c for c in settings.CSV_COLUMNS if c != "crop_scale"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old_columns)
+        writer.writeheader()
+        for augment in (0, 1):
+            row = _row("medyate", 100, augment, 70.0 + augment, augment=augment)
+            writer.writerow({c: row[c] for c in old_columns})
+    report.check_csv(str(path), "test")  # upgraded in place, not refused
+    with open(path, newline="") as f:
+        assert tuple(next(csv.reader(f))) == settings.CSV_COLUMNS
+    plain, augmented = report.read_csv(str(path))
+    assert (plain["crop_scale"], augmented["crop_scale"]) == ("", "0.08")  # the authors' crop
+    assert (plain["top1"], augmented["top1"], augmented["epoch_top1"]) == (70.0, 71.0, [50, 60])
+    assert [report.augmentation_text(r) for r in (plain, augmented)] == [
+        "no", "crop 0.08–1 + flip"]
+    report.append_csv(str(path), _row("medyate", 100, 2, 72.0, augment=1, crop_scale="none"))
+    assert report.augmentation_text(report.read_csv(str(path))[-1]) == "flip"
+
+
+def test_crop_scale_picks_the_random_resized_crop():
+    assert settings.data_augmentation(False, 0.5) is False
+    assert settings.data_augmentation(True, 0.35).crop_scale == (0.35, 1.0)
+    flip_only = settings.data_augmentation(True, None)
+    assert flip_only.crop_scale is None and flip_only.horizontal_flip
+    assert settings.augmentation_label(True, 0.35) == "0.35"
+    assert settings.augmentation_label(True, None) == "none"
+    assert settings.augmentation_label(False, 0.35) == ""
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="crop_scale"):
+            settings.RunConfig(augment=True, crop_scale=bad)
+
+
 # --- threads ------------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from absl import flags
 
 from keras_medyate import recipe
 from keras_medyate.comparison import settings
-from keras_medyate.cli import require
+from keras_medyate.cli import UsageError, require
 
 #: Flags whose default comes from `--protocol` unless given on the command line.
 PROTOCOL_FLAGS = ("head_init", "clipnorm", "warmup_epochs", "learning_rate",
@@ -77,7 +77,12 @@ def define_run_flags(train_per_class, epochs=10, epoch_eval=True):
     flags.DEFINE_float("clipnorm", None,
                        "Per-variable gradient-norm clip, 0 disables (default: from --protocol).")
     flags.DEFINE_bool("augment", False,
-                      "Random resized crop + horizontal flip of the training images.")
+                      "Random resized crop (see --crop_scale) + horizontal flip of the "
+                      "training images.")
+    flags.DEFINE_string("crop_scale", None,
+                        "With --augment: the smallest share of the image area the random "
+                        f"resized crop keeps, in (0, 1] (default {settings.PAPER_CROP_SCALE:g}, "
+                        "the authors'; milder crops keep more), or 'none' for a flip only.")
     flags.DEFINE_integer("max_retries", settings.MAX_RETRIES,
                          "A run whose loss diverges restarts at half the learning rate, at most "
                          "this many times (the row records `retries` and the final rate).")
@@ -103,8 +108,32 @@ def check_run_flags(values):
     require(values.warmup_epochs is None or values.warmup_epochs >= 0,
             f"--warmup_epochs={values.warmup_epochs}: must be >= 0.")
     require(values.max_retries >= 0, f"--max_retries={values.max_retries}: must be >= 0.")
+    if values.crop_scale is not None:
+        require(values.augment, f"--crop_scale={values.crop_scale}: add --augment (the crop "
+                "is part of the training augmentation).")
+        try:
+            crop_scale(values)
+        except ValueError:
+            raise UsageError(f"--crop_scale={values.crop_scale!r}: give a number in (0, 1] or "
+                             "'none' (flip only).") from None
     require(0 < values.validation_fraction < 1,
             f"--validation_fraction={values.validation_fraction}: must be between 0 and 1.")
+
+
+def crop_scale(values):
+    """`--crop_scale` as a number, None for 'none', the default when not given.
+
+    Raises:
+        ValueError: If the flag is neither a number in (0, 1] nor 'none'.
+    """
+    text = values.crop_scale
+    if text is None:
+        return settings.PAPER_CROP_SCALE
+    if text.strip().lower() == "none":
+        return None
+    value = float(text)
+    settings.check_crop_scale(value)
+    return value
 
 
 def run_config(values, method, budget_units, seed, ranking="lara", **overrides):
@@ -115,7 +144,8 @@ def run_config(values, method, budget_units, seed, ranking="lara", **overrides):
             config[name] = getattr(values, name)
     config.update({
         "model": values.model, "epochs": values.epochs, "resolution": values.resolution,
-        "augment": values.augment, "batch_size": values.batch_size,
+        "augment": values.augment, "crop_scale": crop_scale(values),
+        "batch_size": values.batch_size,
         "max_retries": values.max_retries, "epoch_eval": values.epoch_eval,
         "evaluated_on": values.eval_on,
     })
@@ -134,6 +164,6 @@ def load_data(values, resolution=None, batch_size=None, train_per_class=None,
         batch_size=batch_size or values.batch_size,
         train_per_class=train_per_class or values.train_per_class,
         test_per_class=test_per_class or values.test_per_class,
-        augment=values.augment, seed=seed,
+        augment=settings.data_augmentation(values.augment, crop_scale(values)), seed=seed,
         validation_fraction=values.validation_fraction if values.eval_on == "validation"
         else 0.0)

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from keras_medyate.comparison.settings import BUDGET_FREE, CSV_COLUMNS
+from keras_medyate.comparison.settings import BUDGET_FREE, CSV_COLUMNS, PAPER_CROP_SCALE
 
 NUMERIC = {"budget_units", "seed", "top1", "epochs", "train_seconds", "peak_memory_mb",
            "update_memory_kb", "epoch_seconds", "first_epoch_seconds",
@@ -35,7 +35,7 @@ NUMERIC = {"budget_units", "seed", "top1", "epochs", "train_seconds", "peak_memo
            "epoch_eval_seconds"}
 #: Values of columns older CSVs lack (written before the column existed).
 MISSING_DEFAULTS = {"runtime": "keras", "evaluated_on": "test", "retries": "0",
-                    "epoch_top1": ""}
+                    "epoch_top1": "", "crop_scale": ""}
 RUNTIME_LABELS = {"keras": "Keras", "litert": "LiteRT"}
 
 
@@ -53,13 +53,30 @@ def read_csv(path):
         return [normalize(row) for row in csv.DictReader(f)]
 
 
+def missing_value(row, column):
+    """The value of `column` (one of `MISSING_DEFAULTS`) for a row written
+    before the column existed."""
+    if column == "crop_scale" and str(row.get("augment")) not in ("", "0", "0.0", "None"):
+        return f"{PAPER_CROP_SCALE:g}"  # every augmented run used the authors' crop
+    return MISSING_DEFAULTS[column]
+
+
+def augmentation_text(row):
+    """How a run's training images were augmented, in words: 'no', 'flip',
+    or 'crop 0.08–1 + flip'."""
+    if not row["augment"] or (isinstance(row["augment"], float) and math.isnan(row["augment"])):
+        return "no"
+    scale = row["crop_scale"]
+    return "flip" if scale == "none" else f"crop {scale}–1 + flip"
+
+
 def normalize(row):
     """A row as `read_csv` gives it (numbers parsed, `epoch_top1` a list of floats,
     defaults for columns older CSVs lack), from a CSV row or `run_one`'s dict."""
     row = dict(row)
-    for key, value in MISSING_DEFAULTS.items():
-        if row.get(key) is None or (row.get(key) == "" and value != ""):
-            row[key] = value
+    for key in MISSING_DEFAULTS:
+        if row.get(key) is None or (row.get(key) == "" and MISSING_DEFAULTS[key] != ""):
+            row[key] = missing_value(row, key)
     for key in NUMERIC & set(row):
         value = row[key]
         row[key] = float(value) if value not in ("", None) else math.nan
@@ -79,6 +96,9 @@ def check_csv(path, evaluated_on):
         return
     with open(path, newline="", encoding="utf-8") as f:
         header = next(csv.reader(f), [])
+    if tuple(header) != CSV_COLUMNS and _only_defaulted_columns_missing(header):
+        upgrade_csv(path)
+        header = list(CSV_COLUMNS)
     if tuple(header) != CSV_COLUMNS:
         missing = [c for c in CSV_COLUMNS if c not in header]
         raise ValueError(
@@ -90,6 +110,27 @@ def check_csv(path, evaluated_on):
         raise ValueError(
             f"{path} holds runs evaluated on {', '.join(sorted(splits))}, not "
             f"{evaluated_on}: choose another --out for --eval_on={evaluated_on}.")
+
+
+def _only_defaulted_columns_missing(header):
+    """Whether `header` is `CSV_COLUMNS` without some columns that have a
+    `MISSING_DEFAULTS` value (an older CSV of the same protocol)."""
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    return (bool(header) and all(c in MISSING_DEFAULTS for c in missing)
+            and list(header) == [c for c in CSV_COLUMNS if c in header])
+
+
+def upgrade_csv(path):
+    """Rewrites an older CSV with the current columns, filling the ones it
+    lacks as `normalize` reads them (its values are otherwise unchanged)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row[c] if c in row else missing_value(row, c)
+                             for c in CSV_COLUMNS})
 
 
 def append_csv(path, row):
@@ -259,6 +300,20 @@ def mean_epoch_curve(rows):
     return curve
 
 
+def epochs_to_within(curve, points=1.0):
+    """The first epoch (1-based) whose value is within `points` of the curve's
+    best, or None for an empty (all-NaN) curve.
+
+    >>> epochs_to_within([60.0, 70.0, 79.5, 80.0, 79.0])
+    3
+    """
+    values = np.asarray(curve, np.float64)
+    if not values.size or np.all(np.isnan(values)):
+        return None
+    best = np.nanmax(values)
+    return int(np.flatnonzero(values >= best - points)[0]) + 1
+
+
 def epoch_curve_lines(rows):
     """Mean top-1 after every epoch per method, runtime and budget (`epoch_top1`)."""
     curves = [r for r in rows if r["epoch_top1"]]
@@ -268,15 +323,16 @@ def epoch_curve_lines(rows):
     split = _split_name(curves)
     lines = [f"Top-1 % on the {split} images after every epoch (mean over runs; the last "
              "epoch is the run's top-1):", "",
-             "| method | budget | runs | " + " | ".join(str(e + 1) for e in range(epochs)) + " |",
-             "|---|---|---|" + "---|" * epochs]
+             "| method | budget | runs | " + " | ".join(str(e + 1) for e in range(epochs))
+             + " | within 1 point of its best from epoch |",
+             "|---|---|---|" + "---|" * epochs + "---|"]
     for (method, runtime, budget), group in sorted(
             _groups(curves, ("method", "runtime", "budget_units")).items(),
             key=lambda item: (item[0][2], item[0][0], item[0][1])):
         curve = mean_epoch_curve(group) + [math.nan] * epochs
         values = ["" if math.isnan(v) else f"{v:.1f}" for v in curve[:epochs]]
         lines.append(f"| {method_label(method, runtime)} | {int(budget):,} | {len(group)} | "
-                     + " | ".join(values) + " |")
+                     + " | ".join(values) + f" | {epochs_to_within(curve[:epochs]) or ''} |")
     cost = [r["epoch_eval_seconds"] / max(len(r["epoch_top1"]), 1) for r in curves
             if not math.isnan(r["epoch_eval_seconds"])]
     images = sorted({int(r["test_images"]) for r in curves})
@@ -341,6 +397,17 @@ def summary_markdown(rows, reference="medyate"):
                 f"{100 * np.mean([r['explored'] for r in group]):.0f} % |")
         lines += ["", *paired_lines(subset, reference), ""]
     return "\n".join(lines)
+
+
+def summary_file_text(rows, quick=False):
+    """The text of a comparison's `summary.md`: a title, what wrote it, and
+    `summary_markdown` of `rows` (`quick`: the smoke-run warning first)."""
+    text = ("# Paper comparison: summary\n\nGenerated by `benchmarks/paper_comparison.py` "
+            "from `paper_comparison.csv`.\n\n")
+    if quick:
+        text += ("> **Smoke run (`--quick`)**: a few images per class at 32 px for 2 epochs. "
+                 "It checks that every method runs; its accuracies mean nothing.\n\n")
+    return text + summary_markdown(rows)
 
 
 def paired_lines(rows, reference="medyate"):
@@ -425,7 +492,8 @@ def plot_epoch_curves(rows, path):
     """Mean top-1 after every epoch, per method/runtime; one panel per dataset and budget."""
     from matplotlib.figure import Figure
 
-    curves = [r for r in map(normalize, rows) if r["epoch_top1"]]
+    rows = [normalize(r) for r in rows]
+    curves = [r for r in rows if r["epoch_top1"]]
     budgets = sorted({r["budget_units"] for r in curves if r["method"] not in BUDGET_FREE}) or [0]
     panels = list(_groups(curves, ("model", "dataset")).items())
     fig = Figure(figsize=(4.5 * len(budgets), 3.6 * len(panels)))
@@ -441,6 +509,10 @@ def plot_epoch_curves(rows, path):
                 ax.plot(range(1, len(mean) + 1), mean, marker=".",
                         linestyle="-" if runtime == "keras" else "--",
                         label=method_label(method, runtime))
+            probe = [r["top1"] for r in rows_of(rows, model, dataset, "linear_probe")]
+            if probe:
+                ax.axhline(float(np.mean(probe)), color="grey", linestyle=":",
+                           label=f"linear probe ({cell(probe, 1)})")
             ax.set_title(f"{model} on {dataset}, {int(budget):,} units", fontsize=9)
             ax.set_xlabel("epoch")
             ax.set_ylabel(f"top-1 {_split_name(subset)} (%)")
@@ -449,6 +521,11 @@ def plot_epoch_curves(rows, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig
+
+
+def rows_of(rows, model, dataset, method):
+    """The rows of one method on one model and dataset."""
+    return [r for r in rows if (r["model"], r["dataset"], r["method"]) == (model, dataset, method)]
 
 
 def plot_selection_heatmap(selection, path, title):

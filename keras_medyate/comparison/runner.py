@@ -75,9 +75,12 @@ from keras_medyate.comparison.settings import (  # noqa: F401 - re-exported
     LITERT_METHODS,
     MAX_RETRIES,
     METHODS,
+    PAPER_CROP_SCALE,
     PROTOCOLS,
     RUNTIMES,
     RunConfig,
+    augmentation_label,
+    data_augmentation,
     protocol_defaults,
 )
 
@@ -385,6 +388,7 @@ def _run_once(config, train_ds, test_ds, info, probe_ds, learning_rate, verbose)
         "retries": 0,
         "head_init": config.head_init,
         "augment": int(bool(config.augment)),
+        "crop_scale": augmentation_label(config.augment, config.crop_scale),
         "clipnorm": config.clipnorm,
         "warmup_epochs": config.warmup_epochs,
         "probe_l2": probe.l2 if probe else "",

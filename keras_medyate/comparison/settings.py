@@ -56,6 +56,9 @@ ALLOCATOR_ENV = {"TF_CPU_ALLOCATOR_USE_BFC": "true"}
 DEFAULT_LEARNING_RATES = {"full": recipe.FULL_FINETUNING_LEARNING_RATE,
                           "classifier": recipe.LEARNING_RATE}
 DEFAULT_BUDGETED_LEARNING_RATE = recipe.LEARNING_RATE
+#: Smallest share of the image area the random resized crop keeps under
+#: `augment` unless told otherwise: the authors' (timm's) 0.08.
+PAPER_CROP_SCALE = 0.08
 #: The two protocols: our recommended recipe and the papers' settings.
 PROTOCOLS = {
     "recommended": {"head_init": "linear_probe", "clipnorm": recipe.CLIPNORM,
@@ -70,7 +73,7 @@ CSV_COLUMNS = (
     "resample_seconds_per_epoch",
     "explored", "search_space_layers", "channels_per_epoch", "full_memory_kb", "resolution",
     "train_images", "test_images", "learning_rate", "retries", "head_init", "augment",
-    "clipnorm", "warmup_epochs", "probe_l2", "probe_seconds", "threads", "batch_size",
+    "crop_scale", "clipnorm", "warmup_epochs", "probe_l2", "probe_seconds", "threads", "batch_size",
     "epoch_top1", "epoch_eval_seconds",
 )
 
@@ -105,6 +108,7 @@ class RunConfig:
     probe_steps: int = 4
     head_init: str = "linear_probe"
     augment: bool = False
+    crop_scale: Optional[float] = PAPER_CROP_SCALE
     backup_dir: Optional[str] = None
     runtime: str = "keras"
     batch_size: int = 32
@@ -128,6 +132,7 @@ class RunConfig:
             raise ValueError(
                 f"runtime={self.runtime!r} is implemented for {', '.join(LITERT_METHODS)} "
                 f"only, not {self.method!r}; run {self.method!r} with runtime='keras'.")
+        check_crop_scale(self.crop_scale)
         if self.evaluated_on not in EVAL_ON:
             raise ValueError(
                 f"Unknown evaluated_on {self.evaluated_on!r}. Accepted: {', '.join(EVAL_ON)}.")
@@ -139,6 +144,35 @@ class RunConfig:
         if self.learning_rate:
             return self.learning_rate
         return DEFAULT_LEARNING_RATES.get(self.method, DEFAULT_BUDGETED_LEARNING_RATE)
+
+
+def check_crop_scale(crop_scale):
+    """Raises ValueError unless `crop_scale` is None or in (0, 1]."""
+    if crop_scale is not None and not 0 < crop_scale <= 1:
+        raise ValueError(
+            f"`crop_scale` must be None (no crop: flip only) or in (0, 1], the smallest share "
+            f"of the image area a random crop keeps; received {crop_scale!r}.")
+
+
+def augmentation_label(augment, crop_scale):
+    """The `crop_scale` CSV value: '' without augmentation, 'none' for flip
+    only, else the smallest area share of the crop (e.g. '0.08')."""
+    if not augment:
+        return ""
+    return "none" if crop_scale is None else f"{crop_scale:g}"
+
+
+def data_augmentation(augment, crop_scale):
+    """What `data.load` gets: False, or a `data.Augmentation` with a random
+    resized crop keeping `crop_scale`–100 % of the area (None: no crop) and a
+    horizontal flip. Imports TensorFlow."""
+    check_crop_scale(crop_scale)
+    if not augment:
+        return False
+    from keras_medyate.data import augmentation  # noqa: PLC0415 (TensorFlow)
+
+    return augmentation.Augmentation(
+        crop_scale=None if crop_scale is None else (crop_scale, 1.0))
 
 
 def protocol_defaults(protocol):
