@@ -14,6 +14,8 @@ Kinds:
 - `recipe DIR`: one row per configuration of the recipe check (every `DIR/*/paper_comparison.csv`):
   method, budget, peak learning rate, augmentation, top-1 mean ± std over its runs, and the epoch
   at which the mean per-epoch curve peaks (`recipe_lines`).
+- `papers PATH.csv`: one row per method of a run at the papers' scale next to the papers'
+  number for the same cell (`papers_lines`; issue 26).
 
 Usage (from the repository root):
 
@@ -76,6 +78,54 @@ def recipe_lines(directory):
     return lines
 
 
+#: The papers' top-1 % for MCUNet-in1 on CIFAR-10 at 15,936 units (MeDyate paper, table of
+#: MCUNet-in1; 128 px, 100 epochs, mean of 3 seeds): L-MeDy, P-TraDy (TraDy), L-TraDy, FullFT.
+PAPERS_MCUNET_CIFAR10_15936 = {"medyate": 90.89, "trady": 90.38, "lara_trady": 90.89,
+                               "full": 93.87}
+
+
+def papers_lines(path):
+    """One row per method and runtime of the CSV at `path`, next to the papers' number."""
+    rows = report.read_csv(path)
+    if not rows:
+        raise FileNotFoundError(f"{path!r} holds no run yet: run benchmarks/papers_scale/run.sh.")
+    split = sorted({r["evaluated_on"] for r in rows})
+    lines = [f"Top-1 % on the {'/'.join(split)} images; `n` runs per row (1 run: a single seed).",
+             "",
+             "| method | top-1 % | epochs | augmentation, peak lr | best epoch (its top-1) | "
+             "within 1 point of its best from epoch | s / epoch | update memory | papers "
+             "(100 epochs, 3 seeds) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    order = {m: i for i, m in enumerate(("linear_probe", "medyate", "trady", "lara_trady", "full"))}
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["runtime"]), []).append(row)
+    for (method, runtime), group in sorted(groups.items(),
+                                           key=lambda item: (order.get(item[0][0], 99), item[0])):
+        curve = report.mean_epoch_curve(group)
+        best = within = "–"
+        if curve:
+            peak = int(np.nanargmax(curve))
+            best, within = f"{peak + 1} ({curve[peak]:.2f})", str(report.epochs_to_within(curve))
+        epochs = int(group[0]["epochs"])
+        seconds = [r["epoch_seconds"] for r in group if r["epoch_seconds"] > 0]
+        recipe = "–" if method == "linear_probe" else (
+            f"{report.augmentation_text(group[0])}, {group[0]['learning_rate']:g}")
+        paper = PAPERS_MCUNET_CIFAR10_15936.get(method)
+        lines.append(
+            f"| {report.method_label(method, runtime)} | {report.cell([r['top1'] for r in group])} "
+            f"| {epochs or '–'} | {recipe} | {best} | {within} | "
+            f"{f'{np.mean(seconds):.0f}' if seconds else '–'} | "
+            f"{np.mean([r['update_memory_kb'] for r in group]):,.0f} KB | "
+            f"{f'{paper:.2f}' if paper else '–'} |")
+    cost = [r["epoch_eval_seconds"] / len(r["epoch_top1"]) for r in rows
+            if r["epoch_top1"] and not np.isnan(r["epoch_eval_seconds"])]
+    if cost:
+        lines += ["", f"Evaluating after every epoch cost {np.mean(cost):.0f} s per epoch "
+                  "on average, left out of the seconds per epoch."]
+    return lines
+
+
 def generate(kind, path):
     """The body of one block."""
     if not os.path.exists(path):
@@ -85,7 +135,10 @@ def generate(kind, path):
         return report.summary_markdown(report.read_csv(path)).rstrip("\n") + "\n"
     if kind == "recipe":
         return "\n".join(recipe_lines(path)) + "\n"
-    raise ValueError(f"Unknown block kind {kind!r} in RESULTS.md; expected 'summary' or 'recipe'.")
+    if kind == "papers":
+        return "\n".join(papers_lines(path)) + "\n"
+    raise ValueError(f"Unknown block kind {kind!r} in RESULTS.md; expected 'summary', 'recipe' "
+                     "or 'papers'.")
 
 
 def summary_files(text):
