@@ -406,10 +406,14 @@ def write_outputs(csv_path, budgets):
                 f"MeDyate on {dataset}, {int(first['budget_units']):,} units, seed "
                 f"{int(first['seed'])}")
     for model_name in sorted({r["model"] for r in rows}):
+        # The budgets this model was run at (every invocation's, from the CSV), else this one's.
+        measured = sorted({int(r["budget_units"]) for r in rows if r["model"] == model_name
+                           and r["method"] not in settings.BUDGET_FREE}) or budgets
+        resolution = next(int(r["resolution"]) for r in rows if r["model"] == model_name)
         model = models.from_tiny_training(model_name, classes=10,
-                                          input_shape=(int(rows[0]["resolution"]),) * 2 + (3,))
-        plans = {b: runner.build_plan(model, "medyate", b, FLAGS.ranking) for b in budgets}
-        report.plot_layer_ranking(plans[budgets[0]].ranking, plans,
+                                          input_shape=(resolution,) * 2 + (3,))
+        plans = {b: runner.build_plan(model, "medyate", b, FLAGS.ranking) for b in measured}
+        report.plot_layer_ranking(plans[measured[0]].ranking, plans,
                                   os.path.join(out, f"lara_ranking_{model_name}.png"),
                                   f"LaRa layer ranking of {model_name} and the alpha = 0.2 "
                                   "search space per budget")

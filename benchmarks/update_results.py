@@ -14,8 +14,8 @@ Kinds:
 - `recipe DIR`: one row per configuration of the recipe check (every `DIR/*/paper_comparison.csv`):
   method, budget, peak learning rate, augmentation, top-1 mean ± std over its runs, and the epoch
   at which the mean per-epoch curve peaks (`recipe_lines`).
-- `papers PATH.csv`: one row per method of a run at the papers' scale next to the papers'
-  number for the same cell (`papers_lines`; issue 26).
+- `papers PATH.csv[,PATH.csv...]`: one row per method (and recipe) of runs at or near the papers'
+  scale, next to the papers' number for the same cell (`papers_lines`; issues 23 and 26).
 
 Usage (from the repository root):
 
@@ -84,11 +84,12 @@ PAPERS_MCUNET_CIFAR10_15936 = {"medyate": 90.89, "trady": 90.38, "lara_trady": 9
                                "full": 93.87}
 
 
-def papers_lines(path):
-    """One row per method and runtime of the CSV at `path`, next to the papers' number."""
-    rows = report.read_csv(path)
+def papers_lines(paths):
+    """One row per method, runtime and recipe of the CSVs at `paths` (comma-separated), next to
+    the papers' number."""
+    rows = [row for path in paths.split(",") for row in report.read_csv(path)]
     if not rows:
-        raise FileNotFoundError(f"{path!r} holds no run yet: run benchmarks/papers_scale/run.sh.")
+        raise FileNotFoundError(f"{paths!r} holds no run yet: run benchmarks/papers_scale/run.sh.")
     split = sorted({r["evaluated_on"] for r in rows})
     lines = [f"Top-1 % on the {'/'.join(split)} images; `n` runs per row (1 run: a single seed).",
              "",
@@ -99,9 +100,11 @@ def papers_lines(path):
     order = {m: i for i, m in enumerate(("linear_probe", "medyate", "trady", "lara_trady", "full"))}
     groups = {}
     for row in rows:
-        groups.setdefault((row["method"], row["runtime"]), []).append(row)
-    for (method, runtime), group in sorted(groups.items(),
-                                           key=lambda item: (order.get(item[0][0], 99), item[0])):
+        key = (row["method"], row["runtime"], report.augmentation_text(row), row["learning_rate"],
+               int(row["epochs"]))
+        groups.setdefault(key, []).append(row)
+    for (method, runtime, *_), group in sorted(
+            groups.items(), key=lambda item: (order.get(item[0][0], 99), item[0])):
         curve = report.mean_epoch_curve(group)
         best = within = "–"
         if curve:
@@ -128,9 +131,10 @@ def papers_lines(path):
 
 def generate(kind, path):
     """The body of one block."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"RESULTS.md names {path!r} ({kind}), which does not exist. "
-                                "Run from the repository root, or fix the block's path.")
+    for one in path.split(","):
+        if not os.path.exists(one):
+            raise FileNotFoundError(f"RESULTS.md names {one!r} ({kind}), which does not exist. "
+                                    "Run from the repository root, or fix the block's path.")
     if kind == "summary":
         return report.summary_markdown(report.read_csv(path)).rstrip("\n") + "\n"
     if kind == "recipe":

@@ -242,10 +242,13 @@ def acceptance_lines(rows, reference="medyate"):
         def verdict(ok, value):
             return "n/a" if math.isnan(value) else ("yes" if ok else "**no**")
 
+        def number(value):
+            return "–" if math.isnan(value) else f"{value:.2f}"
+
         full_check = verdict(ours >= full - 3, full) if index == 0 else ""
         lines.append(
-            f"| {int(budget):,} | {ours:.2f} | {best[1]:.2f} ({best[0]}) | {probe:.2f} | "
-            f"{full:.2f} | {verdict(ours >= best[1] - 0.5, best[1])} | "
+            f"| {int(budget):,} | {ours:.2f} | {number(best[1])} ({best[0]}) | {number(probe)} | "
+            f"{number(full)} | {verdict(ours >= best[1] - 0.5, best[1])} | "
             f"{verdict(ours >= probe + 3, probe)} | {full_check} |")
     return lines
 
