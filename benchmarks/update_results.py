@@ -46,15 +46,17 @@ BLOCK = re.compile(r"(<!-- generated: (\w+) (\S+) -->\n)(.*?)(<!-- end generated
 def recipe_lines(directory):
     """Recipe-check table over every configuration CSV under `directory`.
 
-    One row per (method, budget, peak learning rate, augmentation): top-1 on the split the runs
-    were evaluated on (mean ± std, run count), and the epoch where the mean per-epoch curve
-    peaks next to its value at the last epoch (is the number of epochs enough?).
+    One row per (method, budget, peak learning rate, augmentation, training images, epochs):
+    top-1 on the split the runs were evaluated on (mean ± std, run count), and the epoch where
+    the mean per-epoch curve peaks next to its value at the last epoch (is the number of epochs
+    enough?).
     """
     groups = {}
     for path in sorted(glob.glob(os.path.join(directory, "*", "paper_comparison.csv"))):
         for row in report.read_csv(path):
             key = (row["method"], int(row["budget_units"]), float(row["learning_rate"]),
-                   report.augmentation_text(row))
+                   report.augmentation_text(row), int(row["train_images"]),
+                   int(row["epochs"]))
             groups.setdefault(key, []).append(row)
     if not groups:
         raise FileNotFoundError(f"No */paper_comparison.csv under {directory!r}: run "
@@ -62,10 +64,10 @@ def recipe_lines(directory):
     splits = sorted({r["evaluated_on"] for rows in groups.values() for r in rows})
     lines = [f"Top-1 % on the {'/'.join(splits)} images (mean ± std over n runs, one per seed).",
              "",
-             "| method | budget (units) | peak lr | augment | top-1 % | best epoch of the mean "
-             "curve (its top-1) | last epoch |",
-             "|---|---|---|---|---|---|---|"]
-    for (method, budget, lr, augment), rows in sorted(groups.items()):
+             "| method | budget (units) | peak lr | augment | training images | top-1 % | best "
+             "epoch of the mean curve (its top-1) | last epoch |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (method, budget, lr, augment, train_images, _), rows in sorted(groups.items()):
         mean_curve = report.mean_epoch_curve(rows)
         best = last = "–"
         if mean_curve:
@@ -73,7 +75,7 @@ def recipe_lines(directory):
             best = f"{peak + 1} ({mean_curve[peak]:.2f})"
             last = f"{len(mean_curve)} ({mean_curve[-1]:.2f})"
         budget_text = "any" if method in BUDGET_FREE else f"{budget:,}"
-        lines.append(f"| {method} | {budget_text} | {lr:g} | {augment} | "
+        lines.append(f"| {method} | {budget_text} | {lr:g} | {augment} | {train_images:,} | "
                      f"{report.cell([r['top1'] for r in rows])} | {best} | {last} |")
     return lines
 
