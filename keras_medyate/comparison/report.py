@@ -512,7 +512,8 @@ def plot_epoch_curves(rows, path):
                 ax.plot(range(1, len(mean) + 1), mean, marker=".",
                         linestyle="-" if runtime == "keras" else "--",
                         label=method_label(method, runtime))
-            probe = [r["top1"] for r in rows_of(rows, model, dataset, "linear_probe")]
+            probe = [r["top1"] for r in rows if r["method"] == "linear_probe"
+                     and (r["model"], r["dataset"]) == (model, dataset)]
             if probe:
                 ax.axhline(float(np.mean(probe)), color="grey", linestyle=":",
                            label=f"linear probe ({cell(probe, 1)})")
@@ -524,11 +525,6 @@ def plot_epoch_curves(rows, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig
-
-
-def rows_of(rows, model, dataset, method):
-    """The rows of one method on one model and dataset."""
-    return [r for r in rows if (r["model"], r["dataset"], r["method"]) == (model, dataset, method)]
 
 
 def plot_selection_heatmap(selection, path, title):
