@@ -12,7 +12,8 @@
 #            area (+ flip; 8 % is the authors'). ~10 min a run.
 #   stage 2  subset: the rate of MeDyate (0.025, 0.1) and of full fine-tuning (0.005, 0.01,
 #            0.02) at the stage-1 augmentation AUG (a --crop_scale value, 'none' = flip only,
-#            or 'off'); full fine-tuning also without augmentation.
+#            or 'off'); full fine-tuning also under the augmentations FULL_AUGS (default: AUG
+#            only, ~20 min a run; e.g. FULL_AUGS="off none" to measure both).
 #   stage 3  subset: the stage-2 recipe of MeDyate (AUG, LR) over 30 epochs (is 15 enough?).
 #   stage 4  full scale, the prediction check: 45,000 train / 5,000 validation images (10 %
 #            of each class held out), MeDyate at (AUG, LR) and at the stage-1 runner-up AUG2,
@@ -47,7 +48,7 @@ case "$stage" in
       run $subset --epochs=15 --methods=medyate $(augment $AUG) --learning_rate=$lr \
         --out=$OUT/subset_medyate_aug_${AUG}_lr_$lr
     done
-    for aug in off $AUG; do
+    for aug in ${FULL_AUGS:-$AUG}; do
       for lr in 0.005 0.01 0.02; do
         run $subset --epochs=15 --methods=full $(augment $aug) --full_learning_rate=$lr \
           --out=$OUT/subset_full_aug_${aug}_lr_$lr
