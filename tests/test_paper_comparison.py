@@ -25,7 +25,8 @@ def run_cli(tmp_path, weights_dir, data_dir, *args):
 
 def test_quick_preset_with_two_methods_writes_csv_summary_and_plots(tmp_path, weights_dir,
                                                                     data_dir):
-    """The default run's end-to-end CLI check (every method: the slow test below)."""
+    """The default run's end-to-end CLI check (every method: the slow test below), its resume,
+    and a diverging run that writes no row."""
     result = run_cli(tmp_path, weights_dir, data_dir, "--quick", "--methods=linear_probe,medyate")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "I0000" not in result.stderr and "cuInit" not in result.stderr, result.stderr[-2000:]
@@ -37,10 +38,16 @@ def test_quick_preset_with_two_methods_writes_csv_summary_and_plots(tmp_path, we
     summary = (results / "summary.md").read_text()
     assert "| medyate | 15,936 |" in summary
     assert (results / "accuracy_vs_budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # A second call finds both runs in the CSV and skips them (resume).
-    again = run_cli(tmp_path, weights_dir, data_dir, "--quick", "--methods=linear_probe,medyate")
-    assert again.returncode == 0, again.stderr[-3000:]
+    # A second call finds both runs in the CSV and skips them (resume); the run it adds
+    # diverges (full fine-tuning at a huge rate, no retry): no row, exit 1.
+    again = run_cli(tmp_path, weights_dir, data_dir, "--quick",
+                    "--methods=linear_probe,medyate,full", "--full_learning_rate=1e6",
+                    "--max_retries=0")
+    assert again.returncode == 1, again.stderr[-3000:]
     assert again.stdout.count("in the CSV, skipped") == 2
+    assert "DIVERGED, no row written" in again.stdout and "learning rate 1e+06" in again.stdout
+    with open(results / "paper_comparison.csv", newline="") as f:
+        assert sorted(r["method"] for r in csv.DictReader(f)) == ["linear_probe", "medyate"]
 
 
 @pytest.mark.slow  # 90 s: every method once; the default run has the two-method check above
@@ -88,16 +95,6 @@ def test_too_small_dataset_fails_before_any_work(tmp_path, weights_dir, data_dir
     assert "train_per_class=7000" in result.stderr and "6000 train images" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "results").exists()  # no empty output folder left behind
-
-
-def test_a_diverging_run_writes_no_row(tmp_path, weights_dir, data_dir):
-    result = run_cli(tmp_path, weights_dir, data_dir, "--methods=full,linear_probe",
-                     "--train_per_class=4", "--test_per_class=2", "--resolution=32",
-                     "--epochs=1", "--batch_size=8", "--seeds=0", "--full_learning_rate=1e6")
-    assert result.returncode == 1
-    assert "DIVERGED, no row written" in result.stdout and "learning rate 1e+06" in result.stdout
-    with open(tmp_path / "results" / "paper_comparison.csv", newline="") as f:
-        assert [r["method"] for r in csv.DictReader(f)] == ["linear_probe"]
 
 
 def test_run_seed_picks_the_training_images_and_their_order(fashion_mnist_dir):
