@@ -14,7 +14,8 @@ set -u
 cd "$(dirname "$0")/../.."
 : "${AUG:?set AUG}" "${LR:?set LR}" "${FULL_LR:?set FULL_LR}" "${EPOCHS:?set EPOCHS}"
 OUT=${OUT:-benchmarks/papers_scale/results}
-METHODS=${METHODS:-linear_probe,medyate,trady,lara_trady,full}
+# MeDyate and full fine-tuning first: the check of the issue needs those two.
+METHODS=${METHODS:-linear_probe,medyate,full,trady,lara_trady}
 case "$AUG" in off) augment="--noaugment" ;; *) augment="--augment --crop_scale=$AUG" ;; esac
 python benchmarks/paper_comparison.py --model=mcunet_5fps --dataset=cifar10 \
   --methods=$METHODS --budgets=15936 --seeds=0 --epochs=$EPOCHS $augment \
