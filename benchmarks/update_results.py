@@ -64,10 +64,10 @@ def recipe_lines(directory):
     splits = sorted({r["evaluated_on"] for rows in groups.values() for r in rows})
     lines = [f"Top-1 % on the {'/'.join(splits)} images (mean ± std over n runs, one per seed).",
              "",
-             "| method | budget (units) | peak lr | augment | training images | top-1 % | best "
-             "epoch of the mean curve (its top-1) | last epoch |",
-             "|---|---|---|---|---|---|---|---|"]
-    for (method, budget, lr, augment, train_images, _), rows in sorted(groups.items()):
+             "| method | budget (units) | peak lr | augment | training images | epochs | top-1 % "
+             "| best epoch of the mean curve (its top-1) | last epoch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (method, budget, lr, augment, train_images, epochs), rows in sorted(groups.items()):
         mean_curve = report.mean_epoch_curve(rows)
         best = last = "–"
         if mean_curve:
@@ -76,6 +76,7 @@ def recipe_lines(directory):
             last = f"{len(mean_curve)} ({mean_curve[-1]:.2f})"
         budget_text = "any" if method in BUDGET_FREE else f"{budget:,}"
         lines.append(f"| {method} | {budget_text} | {lr:g} | {augment} | {train_images:,} | "
+                     f"{epochs or '–'} | "
                      f"{report.cell([r['top1'] for r in rows])} | {best} | {last} |")
     return lines
 

@@ -43,5 +43,6 @@ def test_recipe_table_keeps_runs_of_other_lengths_and_sizes_apart(tmp_path):
     rows = [line for line in update_results.recipe_lines(str(tmp_path))
             if line.startswith("| medyate")]
     assert len(rows) == 3, rows
-    assert sorted(line.split(" | ")[4] for line in rows) == ["10,000", "10,000", "45,000"]
+    assert sorted((line.split(" | ")[4], line.split(" | ")[5]) for line in rows) == [
+        ("10,000", "15"), ("10,000", "30"), ("45,000", "15")]
     assert all("(1 run)" in line for line in rows)
