@@ -61,6 +61,12 @@ def recipe_lines(directory):
     if not groups:
         raise FileNotFoundError(f"No */paper_comparison.csv under {directory!r}: run "
                                 "benchmarks/recipe/run.sh first.")
+    setups = {(r["model"], r["dataset"], int(r["resolution"]), int(r["test_images"]))
+              for rows in groups.values() for r in rows}
+    if len(setups) > 1:
+        raise ValueError(f"{directory!r} mixes runs of {len(setups)} (model, dataset, "
+                         f"resolution, evaluation images) settings {sorted(setups)}, which one "
+                         "table cannot tell apart: give each its own directory.")
     splits = sorted({r["evaluated_on"] for rows in groups.values() for r in rows})
     lines = [f"Top-1 % on the {'/'.join(splits)} images (mean ± std over n runs, one per seed).",
              "",

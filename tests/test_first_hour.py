@@ -1,4 +1,4 @@
-"""What a new user meets in the first hour, each in a fresh process.
+"""What a new user meets in the first hour, each import in a fresh process.
 
 * `import keras_medyate` (no TensorFlow yet) is enough for
   `keras.saving.load_model` to find the package's layers and models, whichever

@@ -13,7 +13,9 @@
 set -u
 cd "$(dirname "$0")/../.."
 : "${AUG:?set AUG}" "${LR:?set LR}" "${FULL_LR:?set FULL_LR}" "${EPOCHS:?set EPOCHS}"
-OUT=${OUT:-benchmarks/papers_scale/results}
+# The recipe is part of the folder: a resumed run skips the finished rows of its folder and
+# restores its backups, so another recipe must never share it.
+OUT=${OUT:-benchmarks/papers_scale/results_aug_${AUG}_lr_${LR}_full_lr_${FULL_LR}_${EPOCHS}epochs}
 # MeDyate and full fine-tuning first: the check of the issue needs those two.
 METHODS=${METHODS:-linear_probe,medyate,full,trady,lara_trady}
 case "$AUG" in off) augment="--noaugment" ;; *) augment="--augment --crop_scale=$AUG" ;; esac
