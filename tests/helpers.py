@@ -13,6 +13,8 @@ Example::
         plan = kmd.plan(small_cnn(), budget=600)
 """
 
+import functools
+import importlib.util
 import io
 import os
 import pickle
@@ -28,6 +30,17 @@ MODEL_FILES = {"mcunet_5fps": "mcunet-5fps.pkl", "mobilenetv2_w035": "mbv2-w0.35
 
 
 # --- models and data ------------------------------------------------------------
+
+
+@functools.cache
+def benchmark_module(name):
+    """`benchmarks/<name>.py` as a module, loaded once (a script that defines absl
+    flags cannot be executed twice in one process)."""
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(REPO, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def three_layer_net(num_classes=3):

@@ -1,14 +1,13 @@
 """benchmarks/RESULTS.md's measured tables (and the comparison's summary.md) are the report
 code's output of the committed CSVs."""
 
-import functools
 import os
 import subprocess
 import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO, benchmark_module
 
 
 def test_results_md_tables_match_their_csvs():
@@ -20,18 +19,6 @@ def test_results_md_tables_match_their_csvs():
     blocks = int(result.stdout.split(":")[1].split()[0])
     assert blocks >= 2, result.stdout  # the recipe check and the comparison
     assert "1 summary.md" in result.stdout  # the comparison's summary.md holds the same tables
-
-
-@functools.cache
-def _update_results():
-    """benchmarks/update_results.py as a module (loaded once: it defines absl flags)."""
-    import importlib.util  # noqa: PLC0415
-
-    spec = importlib.util.spec_from_file_location(
-        "update_results", os.path.join(REPO, "benchmarks", "update_results.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_runs(folder, runs):
@@ -60,7 +47,7 @@ def test_recipe_table_keeps_runs_of_other_lengths_and_sizes_apart(tmp_path):
     or a whole-training-set run is its own row, never averaged with a 15-epoch subset run."""
     _write_runs(tmp_path, {"base": {}, "longer": {"epochs": "30"},
                            "whole": {"train_images": "45000"}})
-    rows = [line for line in _update_results().recipe_lines(str(tmp_path))
+    rows = [line for line in benchmark_module("update_results").recipe_lines(str(tmp_path))
             if line.startswith("| medyate")]
     assert len(rows) == 3, rows
     assert sorted((line.split(" | ")[4], line.split(" | ")[5]) for line in rows) == [
@@ -71,4 +58,4 @@ def test_recipe_table_keeps_runs_of_other_lengths_and_sizes_apart(tmp_path):
 def test_recipe_table_refuses_runs_it_cannot_tell_apart(tmp_path):
     _write_runs(tmp_path, {"96px": {"resolution": "96"}, "128px": {}})
     with pytest.raises(ValueError, match="mixes runs of 2 .model, dataset, resolution"):
-        _update_results().recipe_lines(str(tmp_path))
+        benchmark_module("update_results").recipe_lines(str(tmp_path))

@@ -7,7 +7,6 @@ set_mask, the persistence round trip, infer) are replayed through
 `open_model` on both runtimes, which must give bit-identical outputs.
 """
 
-import importlib.util
 import inspect
 import os
 import sys
@@ -20,19 +19,11 @@ import pytest
 pytest.importorskip("ai_edge_litert")
 
 import keras_medyate as kmd  # noqa: E402
-from tests.helpers import REPO  # noqa: E402
+from tests.helpers import benchmark_module  # noqa: E402
 from tflite_export import export_training_model  # noqa: E402
 from tflite_export import runtimes  # noqa: E402
 
 BOTH = ("interpreter", "compiled_model")
-
-
-def _matrix_module():
-    spec = importlib.util.spec_from_file_location(
-        "runtime_matrix", os.path.join(REPO, "benchmarks", "runtime_matrix.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_model():
@@ -63,7 +54,7 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def recording(exported, tmp_path_factory):
     """(runtime_matrix module, recorded calls with numpy inputs/outputs, train losses)."""
-    matrix = _matrix_module()
+    matrix = benchmark_module("runtime_matrix")
     recorder, losses = matrix.run_scenario(exported, image_size=8, classes=3, epochs=2, steps=3)
     folder = str(tmp_path_factory.mktemp("recording"))
     recorder.save(folder, {"model": "tiny"})
