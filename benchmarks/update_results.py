@@ -43,6 +43,11 @@ flags.DEFINE_bool("check", False, "Only compare: exit 1 if a block differs from 
 BLOCK = re.compile(r"(<!-- generated: (\w+) (\S+) -->\n)(.*?)(<!-- end generated -->)", re.S)
 
 
+def epoch_text(curve, index):
+    """'epoch (its top-1)' of the 0-based `index` of a per-epoch curve, e.g. '13 (81.80)'."""
+    return f"{index + 1} ({curve[index]:.2f})"
+
+
 def recipe_lines(directory):
     """Recipe-check table over every configuration CSV under `directory`.
 
@@ -75,11 +80,8 @@ def recipe_lines(directory):
              "|---|---|---|---|---|---|---|---|---|"]
     for (method, budget, lr, augment, train_images, epochs), rows in sorted(groups.items()):
         mean_curve = report.mean_epoch_curve(rows)
-        best = last = "–"
-        if mean_curve:
-            peak = int(np.nanargmax(mean_curve))
-            best = f"{peak + 1} ({mean_curve[peak]:.2f})"
-            last = f"{len(mean_curve)} ({mean_curve[-1]:.2f})"
+        best = epoch_text(mean_curve, int(np.nanargmax(mean_curve))) if mean_curve else "–"
+        last = epoch_text(mean_curve, len(mean_curve) - 1) if mean_curve else "–"
         budget_text = "any" if method in BUDGET_FREE else f"{budget:,}"
         lines.append(f"| {method} | {budget_text} | {lr:g} | {augment} | {train_images:,} | "
                      f"{epochs or '–'} | "
@@ -115,10 +117,8 @@ def papers_lines(paths):
     for (method, runtime, *_), group in sorted(
             groups.items(), key=lambda item: (order.get(item[0][0], 99), item[0])):
         curve = report.mean_epoch_curve(group)
-        best = within = "–"
-        if curve:
-            peak = int(np.nanargmax(curve))
-            best, within = f"{peak + 1} ({curve[peak]:.2f})", str(report.epochs_to_within(curve))
+        best = epoch_text(curve, int(np.nanargmax(curve))) if curve else "–"
+        within = str(report.epochs_to_within(curve)) if curve else "–"
         epochs = int(group[0]["epochs"])
         seconds = [r["epoch_seconds"] for r in group if r["epoch_seconds"] > 0]
         recipe = "–" if method == "linear_probe" else (
