@@ -9,7 +9,8 @@
 #   stage 1  subset: 1,500 images per class of seed 0, 500 per class held out (5,000 validation
 #            images; 10,000 train), 15 epochs. MeDyate at the recommended rate (0.05) with each
 #            augmentation: none, flip only, random resized crop keeping >= 50 / 25 / 8 % of the
-#            area (+ flip; 8 % is the authors'). ~10 min a run.
+#            area (+ flip; 8 % is the authors'). ~10 min a run. First the linear probe on
+#            the same images (the bar; a few minutes).
 #   stage 2  subset: the rate of MeDyate (0.025, 0.1) and of full fine-tuning (0.005, 0.01,
 #            0.02) at the stage-1 augmentation AUG (a --crop_scale value, 'none' = flip only,
 #            or 'off'); full fine-tuning also under the augmentations FULL_AUGS (default: AUG
@@ -40,6 +41,8 @@ failed=0  # a failed or diverged run does not stop the others; the script's stat
 run() { python benchmarks/paper_comparison.py "$@" || { echo "FAILED: $*" >&2; failed=1; }; }
 case "$stage" in
   1)
+    # The bar every configuration stands next to: the linear probe on the same images.
+    run $subset --methods=linear_probe --out=$OUT/subset_linear_probe
     for aug in off none 0.5 0.25 0.08; do
       run $subset --epochs=15 --methods=medyate $(augment $aug) --out=$OUT/subset_medyate_aug_$aug
     done ;;
