@@ -37,6 +37,7 @@ FEDERATED = ["flwr[simulation]>=1.42,<1.43"] + LITERT
 # Everything the test suite imports: `pip install -e ".[test]"` runs every test.
 TEST = sorted(set([
     "pytest>=8",
+    "pytest-xdist>=3.5",  # pytest.ini runs the suite on every core (`-n auto`)
     "hypothesis>=6.100",
     "tensorboard>=2.16",  # ChannelResampler(log_dir=...)
     "pillow>=9",          # tests/test_augmentation.py writes images

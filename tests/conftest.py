@@ -84,6 +84,17 @@ def _fashion_mnist_folder(root):
     return None
 
 
+#: Most pytest-xdist workers `-n auto` starts (pytest.ini): each worker is a process holding
+#: TensorFlow, and the notebook, Ray and Flower tests start processes of their own. The suite
+#: was measured with 1 and 2 workers (README), not with more.
+MAX_AUTO_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core this process may use, at most `MAX_AUTO_WORKERS`."""
+    return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0))))
+
+
 def under_ci():
     """True when the CI variable says so (GitHub Actions, GitLab and `.ci/run` set CI=true)."""
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
