@@ -57,8 +57,10 @@ flags.DEFINE_integer("threads", settings.DEFAULT_THREADS,
 run_flags.define_run_flags(train_per_class=200)
 flags.DEFINE_string("ranking", "lara", "'lara' (the shipped ranking) or a ranking JSON path.")
 flags.DEFINE_string("out", "benchmarks/results", "Output directory.")
-flags.DEFINE_bool("backup", False, "Back up every epoch under OUT/backup/ so that an "
-                  "interrupted run resumes at its last finished epoch (for long runs).")
+flags.DEFINE_bool("backup", False, "Back up every epoch under OUT/backup/ (weights, optimizer, "
+                  "selection state and the epochs' measurements) so that an interrupted run "
+                  "resumes after its last finished epoch, its row covering every epoch (for "
+                  "long runs).")
 flags.DEFINE_bool("quick", False, "Tiny smoke preset: every method once, 32 px, 2 epochs.")
 flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (and TensorFlow's logs when > 0).")
 flags.DEFINE_bool("ray", False, "Run every run as a Ray task (pip install -e '.[cluster]'); the "

@@ -4,6 +4,7 @@ seed-paired tests in the report, fixed TensorFlow threads, and the LiteRT runtim
 
 import csv
 import math
+import os
 import subprocess
 import sys
 import types
@@ -61,7 +62,8 @@ def _var(model, path):
 def test_a_diverging_run_is_retried_at_half_the_learning_rate(monkeypatch):
     tried = []
 
-    def fake_run_once(config, train_ds, test_ds, info, probe_ds, learning_rate, verbose):
+    def fake_run_once(config, train_ds, test_ds, info, probe_ds, learning_rate, verbose,
+                      retries):
         tried.append((learning_rate, train_ds))
         if len(tried) < 3:
             raise TrainingDivergedError(f"diverged with learning rate {learning_rate:g}")
@@ -280,3 +282,99 @@ def test_litert_runtime_trains_the_probe_head_with_the_recipe(monkeypatch, weigh
     schedule = optimizer._learning_rate  # the schedule object (`learning_rate` is its value)
     assert schedule.warmup_steps == 3 and schedule.decay_steps == 3
     assert math.isclose(schedule.warmup_target, recipe.LEARNING_RATE)
+
+
+# --- an interrupted run resumes, and its row covers every epoch ----------------------------
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_resumed_run_keeps_the_measurements_of_its_finished_epochs(
+        monkeypatch, tmp_path, weights_dir, fashion_mnist_dir):
+    from keras_medyate.comparison import journal
+
+    monkeypatch.setenv("KERAS_MEDYATE_WEIGHTS_DIR", weights_dir)
+    train_ds, test_ds, probe_ds, info = runner.load_data("fashion_mnist", 32, batch_size=8,
+                                                         train_per_class=2, test_per_class=1,
+                                                         seed=0)
+    config = settings.RunConfig(method="medyate", epochs=3, resolution=32, batch_size=8,
+                                seed=0, backup_dir=str(tmp_path))
+    folder = runner.backup_path(config, info)
+    save = journal.RunJournal.on_epoch_end
+
+    def stop_after_two_epochs(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if epoch == 1:
+            raise _Interrupted()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(journal.RunJournal, "on_epoch_end", stop_after_two_epochs)
+        with pytest.raises(_Interrupted):
+            runner.run_one(config, train_ds, test_ds, info, probe_ds=probe_ds)
+    kept = journal.RunJournal.read(folder)
+    assert kept["epochs"] == 2 and kept["retries"] == 0
+    assert len(kept["parts"]["timer"]["seconds"]) == 2
+    row, resampler = runner.run_one(config, train_ds, test_ds, info, probe_ds=probe_ds)
+    curve = row["epoch_top1"].split(";")
+    assert len(curve) == 3 and all(curve)
+    assert curve[:2] == [f"{100 * a:.2f}" for a in kept["parts"]["evaluator"]["accuracies"][:2]]
+    assert row["first_epoch_seconds"] == round(kept["parts"]["timer"]["seconds"][0], 3)
+    assert row["train_seconds"] >= sum(kept["parts"]["timer"]["seconds"])
+    assert sorted(resampler.history) == [0, 1, 2]
+    for record in kept["parts"]["resampler"]:
+        restored = resampler.history[record["epoch"]]
+        assert {k: v.tolist() for k, v in restored.channels.items()} == record["channels"]
+        assert restored.cost_units == record["cost_units"] <= config.budget_units
+    assert not os.path.exists(folder)  # a finished run's backup is removed
+
+
+def test_a_backup_without_its_measurements_is_refused(tmp_path):
+    from keras_medyate.comparison import journal
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.zeros((8, 4)), np.zeros((8, 2))
+    timer = journal.EpochTimer()
+    backup = journal.RunJournal(str(tmp_path), {"timer": timer}, learning_rate=0.01)
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise _Interrupted()
+
+    with pytest.raises(_Interrupted):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[timer, backup, Stop()])
+    os.remove(tmp_path / journal.JOURNAL_FILE)  # as an older keras-medyate left it
+    resumed = journal.RunJournal(str(tmp_path), {"timer": journal.EpochTimer()},
+                                 learning_rate=0.01)
+    with pytest.raises(ValueError, match="Delete .* to run it again from the start"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[resumed])
+
+
+def test_an_interrupted_retry_resumes_at_its_rate_and_a_diverged_try_drops_its_backup(
+        monkeypatch, tmp_path):
+    import json
+
+    from keras_medyate.comparison import journal
+
+    info = types.SimpleNamespace(name="cifar10")
+    config = settings.RunConfig(method="medyate", backup_dir=str(tmp_path))
+    folder = runner.backup_path(config, info)
+    os.makedirs(folder)
+    with open(os.path.join(folder, journal.JOURNAL_FILE), "w") as f:
+        json.dump({"epochs": 1, "learning_rate": 0.025, "retries": 1, "parts": {}}, f)
+    tried = []
+
+    def fake_run_once(config, train_ds, test_ds, info, probe_ds, learning_rate, verbose,
+                      retries):
+        tried.append((learning_rate, retries, os.path.exists(folder)))
+        if len(tried) == 1:
+            raise TrainingDivergedError("diverged")
+        return {"learning_rate": learning_rate}, None
+
+    monkeypatch.setattr(runner, "_run_once", fake_run_once)
+    row, _ = runner.run_one(config, lambda: "data", None, info)
+    assert tried == [(0.025, 1, True), (0.0125, 2, False)]
+    assert row["retries"] == 2

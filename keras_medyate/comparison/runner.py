@@ -56,6 +56,7 @@ print(row["top1"], row["update_memory_kb"], row["epoch_top1"])
 import dataclasses
 import math
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -64,6 +65,7 @@ import keras
 import numpy as np
 
 from keras_medyate import inventory, memory, recipe
+from keras_medyate.comparison import journal as journal_lib
 from keras_medyate.comparison.settings import (  # noqa: F401 - re-exported
     BUDGET_FREE,
     CSV_COLUMNS,
@@ -312,13 +314,21 @@ def run_one(config, train_ds, test_ds, info, probe_ds=None, verbose=0):
 
     fresh = train_ds if callable(train_ds) else (lambda: train_ds)
     learning_rate = config.peak_learning_rate()
+    first_try = 0
+    backup = backup_path(config, info)
+    interrupted = journal_lib.RunJournal.read(backup) if backup else None
+    if interrupted:  # resumes the try that was interrupted, at its learning rate
+        learning_rate = interrupted["learning_rate"]
+        first_try = min(interrupted["retries"], config.max_retries)
     failures = []
-    for retry in range(config.max_retries + 1):
+    for retry in range(first_try, config.max_retries + 1):
         try:
             row, resampler = _run_once(config, fresh(), test_ds, info, probe_ds, learning_rate,
-                                       verbose)
+                                       verbose, retry)
         except TrainingDivergedError as error:
             failures.append(str(error))
+            if backup:  # the diverged try's epochs: the next try starts afresh
+                shutil.rmtree(backup, ignore_errors=True)
             if retry == config.max_retries:
                 tries = " | ".join(f"try {i + 1}: {m}" for i, m in enumerate(failures))
                 raise TrainingDivergedError(
@@ -334,8 +344,8 @@ def run_one(config, train_ds, test_ds, info, probe_ds=None, verbose=0):
     raise AssertionError("unreachable")
 
 
-def _run_once(config, train_ds, test_ds, info, probe_ds, learning_rate, verbose):
-    """One try of `run_one` at `learning_rate`."""
+def _run_once(config, train_ds, test_ds, info, probe_ds, learning_rate, verbose, retries=0):
+    """One try of `run_one` at `learning_rate`, after `retries` diverged ones."""
     from keras_medyate import models
 
     keras.utils.set_random_seed(config.seed)
@@ -355,7 +365,7 @@ def _run_once(config, train_ds, test_ds, info, probe_ds, learning_rate, verbose)
                                  learning_rate)
     else:
         measured = _train_keras(config, model, plan, strategy, train_ds, test_ds, info, epochs,
-                                learning_rate, verbose)
+                                learning_rate, verbose, retries)
     full_units = full_finetuning_units(plan)
     row = {
         "model": config.model,
@@ -440,7 +450,7 @@ def _optimizer(config, learning_rate, steps_per_epoch, epochs):
 
 
 def _train_keras(config, model, plan, strategy, train_ds, test_ds, info, epochs, learning_rate,
-                 verbose):
+                 verbose, retries=0):
     """Trains in Keras; the measurements `run_one` turns into a row."""
     import tensorflow as tf
 
@@ -459,14 +469,20 @@ def _train_keras(config, model, plan, strategy, train_ds, test_ds, info, epochs,
                  if kmd.strategies.get(strategy).needs_all_norms else {})
         resampler = kmd.ChannelResampler(
             plan, strategy=kmd.strategies.create(strategy, **probe), seed=config.seed)
-    timer = EpochTimer()
-    evaluator = EpochEvaluator(test_ds, epochs) if config.epoch_eval else None
+    timer = journal_lib.EpochTimer()
+    evaluator = journal_lib.EpochEvaluator(test_ds, epochs) if config.epoch_eval else None
     guard = divergence.DivergenceGuard(learning_rate=learning_rate)
     # The evaluator comes after the timer: its time is not an epoch's.
     callbacks = [c for c in (resampler, timer, evaluator, guard) if c is not None]
+    backup = None
     if config.backup_dir:
-        callbacks.insert(0, keras.callbacks.BackupAndRestore(
-            os.path.join(config.backup_dir, run_name(config, info))))
+        parts = {"timer": timer, "evaluator": evaluator,
+                 "resampler": journal_lib.ResamplerRecords(resampler) if resampler else None}
+        # Last: it backs up what the measuring callbacks recorded of the epoch.
+        backup = journal_lib.RunJournal(
+            backup_path(config, info), {k: v for k, v in parts.items() if v is not None},
+            learning_rate=learning_rate, retries=retries)
+        callbacks.append(backup)
     if verbose == 1:
         if config.method not in BUDGET_FREE:
             print(plan.summary(), flush=True)
@@ -478,7 +494,10 @@ def _train_keras(config, model, plan, strategy, train_ds, test_ds, info, epochs,
         trainer.fit(train_ds, epochs=epochs, callbacks=callbacks,
                     verbose=2 if verbose == 2 else 0, shuffle=False)
     eval_seconds = evaluator.seconds if evaluator else 0.0
-    train_seconds = time.perf_counter() - start - eval_seconds
+    # A resumed run: this session's wall time, less its evaluations, plus the
+    # restored epochs' times (`journal`).
+    session_eval = eval_seconds - (evaluator.restored_seconds if evaluator else 0.0)
+    train_seconds = time.perf_counter() - start - session_eval + timer.restored_seconds
     peak_mb = (round(tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20, 2)
                if measures_peak else "")
     accuracies = evaluator.accuracies if evaluator else [None] * epochs
@@ -554,22 +573,6 @@ def _train_litert(config, model, plan, train_ds, test_ds, info, epochs, learning
     }
 
 
-class EpochEvaluator(keras.callbacks.Callback):
-    """Top-1 on an evaluation pipeline after every epoch, timed apart from training."""
-
-    def __init__(self, data, epochs):
-        super().__init__()
-        self.data = data
-        self.accuracies = [None] * epochs
-        self.seconds = 0.0
-
-    def on_epoch_end(self, epoch, logs=None):
-        start = time.perf_counter()
-        results = self.model.evaluate(self.data, verbose=0, return_dict=True)
-        self.accuracies[epoch] = float(results["accuracy"])
-        self.seconds += time.perf_counter() - start
-
-
 class EpochPrinter(keras.callbacks.Callback):
     """Prints one short line per epoch: loss, accuracy, channels, budget, time."""
 
@@ -591,22 +594,9 @@ class EpochPrinter(keras.callbacks.Callback):
         print(line + f"  {time.perf_counter() - self._start:5.1f} s", flush=True)
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Records each epoch's wall time (resampling included)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-
-    def steady_epoch_seconds(self):
-        """Median epoch time after the first (which also traces the step); 0 if none ran."""
-        return _steady(self.seconds)
+def backup_path(config, info):
+    """The run's own backup folder under `config.backup_dir`, or None without one."""
+    return os.path.join(config.backup_dir, run_name(config, info)) if config.backup_dir else None
 
 
 def run_name(config, info):

@@ -84,8 +84,10 @@ class RunConfig:
 
     `learning_rate` / `full_learning_rate` of None take the method's default
     (`DEFAULT_LEARNING_RATES`); `protocol_defaults("paper")` gives the papers'.
-    With `backup_dir`, each epoch is backed up (`keras.callbacks.BackupAndRestore`,
-    selection state included) and an interrupted run resumes where it stopped.
+    With `backup_dir`, each epoch is backed up (`journal.RunJournal`: Keras'
+    `BackupAndRestore`, selection state included, and the epochs' measurements)
+    and an interrupted run resumes after its last finished epoch, its row
+    covering every epoch.
     `batch_size` must be the batch size of the pipelines the run gets (the
     LiteRT runtime exports a file with that static batch). `epoch_eval`
     evaluates on the test (or validation) pipeline after every epoch

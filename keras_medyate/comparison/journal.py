@@ -1,0 +1,204 @@
+"""A run's per-epoch measurements, and the backup that keeps them across a resume.
+
+The measuring callbacks of a comparison run (`EpochTimer`: each epoch's
+time; `EpochEvaluator`: top-1 after each epoch, timed apart; a
+`ChannelResampler`'s `history`: each epoch's selection) only see the epochs
+of their own `fit`. `keras.callbacks.BackupAndRestore` resumes an interrupted
+run at its last finished epoch (the weights, the optimizer and, through the
+model's variables, the selection state), so alone it would leave a resumed
+run's row with the last session's epochs only: the time of a few epochs as
+the training time, a curve with holes.
+
+`RunJournal` is that backup plus `journal.json` in the same folder: at the
+end of every epoch, before the weights, it writes what the measuring parts
+hold (`journal_state()`); on a resume it hands each part back the finished
+epochs' (`restore_journal(state, epochs)`), so a resumed run's row covers
+every epoch. It also records the run's learning rate and retry, which a
+resumed run takes back (`read`).
+
+What a resume does not keep: the training pipeline's epoch orders and
+augmentation draws start again at the first epoch's (`tf.data` reshuffles per
+iterator, the flip layer draws from a generator in this process), so the
+epochs after a resume are a valid run of the recipe but not bit-identical to
+an uninterrupted one; the training time of the earlier sessions is the sum
+of their epochs' (their few seconds of `fit` set-up are not counted).
+
+Example:
+
+>>> import keras, numpy as np, tempfile
+>>> from keras_medyate.comparison import journal
+>>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+>>> model.compile(optimizer="sgd", loss="mse")
+>>> timer = journal.EpochTimer()
+>>> folder = tempfile.mkdtemp()
+>>> backup = journal.RunJournal(folder, {"timer": timer}, learning_rate=0.01)
+>>> _ = model.fit(np.zeros((8, 4)), np.zeros((8, 2)), epochs=2, verbose=0,
+...               callbacks=[timer, backup])
+>>> len(timer.seconds)
+2
+"""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+#: The measurements' file, next to Keras' backup of the weights.
+JOURNAL_FILE = "journal.json"
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records each epoch's wall time (resampling included).
+
+    Attributes:
+        seconds: list of floats, one per finished epoch (the restored ones first).
+        restored_seconds: float, the sum of the restored epochs' times.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+        self.restored_seconds = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+    def journal_state(self):
+        return {"seconds": list(self.seconds)}
+
+    def restore_journal(self, state, epochs):
+        self.seconds = [float(s) for s in state["seconds"][:epochs]]
+        self.restored_seconds = sum(self.seconds)
+
+
+class EpochEvaluator(keras.callbacks.Callback):
+    """Top-1 on an evaluation pipeline after every epoch, timed apart from training.
+
+    Attributes:
+        accuracies: list over the run's epochs: the top-1 (a fraction) after
+            each finished epoch, None for the others.
+        epoch_seconds: list of the evaluations' times, one per finished epoch.
+        restored_seconds: float, the restored epochs' evaluation time.
+    """
+
+    def __init__(self, data, epochs):
+        super().__init__()
+        self.data = data
+        self.accuracies = [None] * epochs
+        self.epoch_seconds = []
+        self.restored_seconds = 0.0
+
+    @property
+    def seconds(self):
+        """Total evaluation time, the restored epochs' included."""
+        return sum(self.epoch_seconds)
+
+    def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
+        results = self.model.evaluate(self.data, verbose=0, return_dict=True)
+        self.accuracies[epoch] = float(results["accuracy"])
+        self.epoch_seconds.append(time.perf_counter() - start)
+
+    def journal_state(self):
+        return {"accuracies": list(self.accuracies), "seconds": list(self.epoch_seconds)}
+
+    def restore_journal(self, state, epochs):
+        self.accuracies[:epochs] = state["accuracies"][:epochs]
+        self.epoch_seconds = [float(s) for s in state["seconds"][:epochs]]
+        self.restored_seconds = sum(self.epoch_seconds)
+
+
+class ResamplerRecords:
+    """A `ChannelResampler`'s per-epoch `history` as a journal part."""
+
+    def __init__(self, resampler):
+        self.resampler = resampler
+
+    def journal_state(self):
+        return [{"epoch": int(epoch), "channels": {k: np.asarray(v).tolist()
+                                                   for k, v in record.channels.items()},
+                 "cost_units": int(record.cost_units), "explored": record.explored,
+                 "seconds": record.seconds}
+                for epoch, record in sorted(self.resampler.history.items())]
+
+    def restore_journal(self, state, epochs):
+        from keras_medyate.selection import Selection  # noqa: PLC0415
+
+        for item in state:
+            if item["epoch"] < epochs:
+                self.resampler.history[item["epoch"]] = Selection(
+                    channels={k: np.asarray(v, np.int64) for k, v in item["channels"].items()},
+                    cost_units=item["cost_units"], epoch=item["epoch"],
+                    explored=item["explored"], seconds=item["seconds"])
+
+
+class RunJournal(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that also keeps a run's per-epoch measurements.
+
+    Put it after the measuring callbacks in `fit`'s list: it writes their
+    state once they have recorded an epoch, and restores it after the
+    resampler has started its new `history`.
+
+    Args:
+        backup_dir: str, the run's own backup folder.
+        parts: dict name → object with `journal_state()` (JSON-serializable)
+            and `restore_journal(state, epochs)`.
+        learning_rate: float, the peak learning rate of this try.
+        retries: int, the divergence retries before this try.
+    """
+
+    def __init__(self, backup_dir, parts, learning_rate, retries=0):
+        super().__init__(backup_dir)
+        self.parts = dict(parts)
+        self.learning_rate = float(learning_rate)
+        self.retries = int(retries)
+        self.restored_epochs = 0
+
+    @staticmethod
+    def read(backup_dir):
+        """The journal of an interrupted run in `backup_dir` (a dict), or None."""
+        path = os.path.join(backup_dir, JOURNAL_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        epochs = int(getattr(self.model, "_initial_epoch", None) or 0)  # set by the restore
+        if not epochs:
+            return
+        journal = self.read(self.backup_dir)
+        held = journal["epochs"] if journal else 0
+        if held < epochs:
+            kept = (f"its {JOURNAL_FILE} holds the measurements of {held}" if journal
+                    else f"it has no {JOURNAL_FILE} (a backup of an older keras-medyate)")
+            raise ValueError(
+                f"The backup in {self.backup_dir} resumes the run after epoch {epochs}, but "
+                f"{kept}: the run's row would miss the earlier epochs. Delete "
+                f"{self.backup_dir} to run it again from the start.")
+        if not np.isclose(journal["learning_rate"], self.learning_rate):
+            raise ValueError(
+                f"The backup in {self.backup_dir} was trained at learning rate "
+                f"{journal['learning_rate']:g}, this try at {self.learning_rate:g}: resume it "
+                "with the rate of its journal (`RunJournal.read`), or delete the folder.")
+        for name, part in self.parts.items():
+            part.restore_journal(journal["parts"][name], epochs)
+        self.restored_epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        # The measurements first: a backup never holds an epoch its journal lacks.
+        os.makedirs(self.backup_dir, exist_ok=True)
+        path = os.path.join(self.backup_dir, JOURNAL_FILE)
+        journal = {"epochs": epoch + 1, "learning_rate": self.learning_rate,
+                   "retries": self.retries,
+                   "parts": {name: part.journal_state() for name, part in self.parts.items()}}
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(journal, f)
+        os.replace(path + ".tmp", path)
+        super().on_epoch_end(epoch, logs)
