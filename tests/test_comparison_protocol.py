@@ -321,7 +321,10 @@ def test_a_resumed_run_keeps_the_measurements_of_its_finished_epochs(
     assert len(curve) == 3 and all(curve)
     assert curve[:2] == [f"{100 * a:.2f}" for a in kept["parts"]["evaluator"]["accuracies"][:2]]
     assert row["first_epoch_seconds"] == round(kept["parts"]["timer"]["seconds"][0], 3)
-    assert row["train_seconds"] >= sum(kept["parts"]["timer"]["seconds"])
+    # The finished session's training time (its epochs, resampling and callbacks) is kept.
+    assert kept["train_seconds"][1] >= sum(kept["parts"]["timer"]["seconds"])
+    assert row["train_seconds"] > kept["train_seconds"][1]
+    assert kept["parts"]["guard"]["first_loss"] > 0  # the resumed run's divergence baseline
     assert sorted(resampler.history) == [0, 1, 2]
     for record in kept["parts"]["resampler"]:
         restored = resampler.history[record["epoch"]]
@@ -359,12 +362,17 @@ def test_an_interrupted_retry_resumes_at_its_rate_and_a_diverged_try_drops_its_b
 
     from keras_medyate.comparison import journal
 
-    info = types.SimpleNamespace(name="cifar10")
+    info = types.SimpleNamespace(name="cifar10", num_train=100, num_test=10)
     config = settings.RunConfig(method="medyate", backup_dir=str(tmp_path))
     folder = runner.backup_path(config, info)
     os.makedirs(folder)
     with open(os.path.join(folder, journal.JOURNAL_FILE), "w") as f:
-        json.dump({"epochs": 1, "learning_rate": 0.025, "retries": 1, "parts": {}}, f)
+        json.dump({"epochs": 1, "learning_rate": 0.025, "retries": 1, "parts": {},
+                   "settings": runner.run_settings(config, info)}, f)
+    # The same run with other settings (here more epochs) is not resumed from it.
+    longer = settings.RunConfig(method="medyate", backup_dir=str(tmp_path), epochs=20)
+    with pytest.raises(ValueError, match=r"epochs: 10 there, 20 now.*delete"):
+        runner.run_one(longer, lambda: "data", None, info)
     tried = []
 
     def fake_run_once(config, train_ds, test_ds, info, probe_ds, learning_rate, verbose,

@@ -50,7 +50,8 @@ JOURNAL_FILE = "journal.json"
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Records each epoch's wall time (resampling included).
+    """Records each epoch's wall time (from its `on_epoch_begin` to its `on_epoch_end`:
+    a resampler listed before it resamples outside it).
 
     Attributes:
         seconds: list of floats, one per finished epoch (the restored ones first).
@@ -137,12 +138,32 @@ class ResamplerRecords:
                     explored=item["explored"], seconds=item["seconds"])
 
 
+class GuardBaseline:
+    """A `DivergenceGuard`'s baseline (the first batch's loss) as a journal part:
+    a resumed run is compared with the loss it started from, not with the
+    already low loss of its first resumed batch."""
+
+    def __init__(self, guard):
+        self.guard = guard
+
+    def journal_state(self):
+        return {"first_loss": self.guard.first_loss}
+
+    def restore_journal(self, state, epochs):
+        self.guard.first_loss = state["first_loss"]
+
+
 class RunJournal(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` that also keeps a run's per-epoch measurements.
 
     Put it after the measuring callbacks in `fit`'s list: it writes their
-    state once they have recorded an epoch, and restores it after the
-    resampler has started its new `history`.
+    state once they have recorded an epoch, and restores it after they have
+    started afresh (the resampler's new `history`, the guard's baseline).
+
+    It also keeps the run's training time, measured as `run_one` measures an
+    uninterrupted run's (the wall time less the evaluations, `evaluator`'s),
+    so that a resumed run's time includes the finished sessions' resampling
+    and callbacks.
 
     Args:
         backup_dir: str, the run's own backup folder.
@@ -150,30 +171,69 @@ class RunJournal(keras.callbacks.BackupAndRestore):
             and `restore_journal(state, epochs)`.
         learning_rate: float, the peak learning rate of this try.
         retries: int, the divergence retries before this try.
+        settings: JSON-serializable dict, what defines the run; a backup made
+            with other settings is refused (`read`).
+        evaluator: the `EpochEvaluator` among the parts, or None.
     """
 
-    def __init__(self, backup_dir, parts, learning_rate, retries=0):
+    def __init__(self, backup_dir, parts, learning_rate, retries=0, settings=None,
+                 evaluator=None):
         super().__init__(backup_dir)
         self.parts = dict(parts)
         self.learning_rate = float(learning_rate)
         self.retries = int(retries)
+        self.settings = settings
+        self.evaluator = evaluator
         self.restored_epochs = 0
+        self.restored_train_seconds = 0.0
+        self.train_seconds = []  # the run's training time at the end of each epoch
+        self._start = None
 
     @staticmethod
-    def read(backup_dir):
-        """The journal of an interrupted run in `backup_dir` (a dict), or None."""
+    def read(backup_dir, settings=None):
+        """The journal of an interrupted run in `backup_dir` (a dict), or None.
+
+        Raises:
+            ValueError: the backup was made with other `settings` than these.
+        """
         path = os.path.join(backup_dir, JOURNAL_FILE)
         if not os.path.exists(path):
             return None
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            journal = json.load(f)
+        saved = journal.get("settings")
+        if settings is not None and saved != settings:
+            changed = sorted(k for k in set(settings) | set(saved or {})
+                             if (saved or {}).get(k) != settings.get(k))
+            raise ValueError(
+                f"The backup in {backup_dir} is of a run with other settings ("
+                + ", ".join(f"{k}: {(saved or {}).get(k)!r} there, {settings.get(k)!r} now"
+                            for k in changed)
+                + f"). Run with its settings to resume it, or delete {backup_dir} to start "
+                "this one from the beginning.")
+        return journal
+
+    def _finished_epochs(self):
+        """The epochs the restored backup had finished (0: nothing restored)."""
+        path = self._training_metadata_path  # where Keras' backup writes its epoch
+        if not os.path.exists(path):
+            return 0
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+
+    def _session_train_seconds(self):
+        evaluated = (self.evaluator.seconds - self.evaluator.restored_seconds
+                     if self.evaluator is not None else 0.0)
+        return time.perf_counter() - self._start - evaluated
 
     def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self.restored_epochs, self.restored_train_seconds, self.train_seconds = 0, 0.0, []
         super().on_train_begin(logs)
-        epochs = int(getattr(self.model, "_initial_epoch", None) or 0)  # set by the restore
+        epochs = self._finished_epochs()
         if not epochs:
             return
-        journal = self.read(self.backup_dir)
+        journal = self.read(self.backup_dir, self.settings)
         held = journal["epochs"] if journal else 0
         if held < epochs:
             kept = (f"its {JOURNAL_FILE} holds the measurements of {held}" if journal
@@ -190,13 +250,17 @@ class RunJournal(keras.callbacks.BackupAndRestore):
         for name, part in self.parts.items():
             part.restore_journal(journal["parts"][name], epochs)
         self.restored_epochs = epochs
+        self.train_seconds = [float(s) for s in journal["train_seconds"][:epochs]]
+        self.restored_train_seconds = self.train_seconds[-1]
 
     def on_epoch_end(self, epoch, logs=None):
         # The measurements first: a backup never holds an epoch its journal lacks.
         os.makedirs(self.backup_dir, exist_ok=True)
         path = os.path.join(self.backup_dir, JOURNAL_FILE)
+        self.train_seconds.append(self.restored_train_seconds + self._session_train_seconds())
         journal = {"epochs": epoch + 1, "learning_rate": self.learning_rate,
-                   "retries": self.retries,
+                   "retries": self.retries, "settings": self.settings,
+                   "train_seconds": self.train_seconds,
                    "parts": {name: part.journal_state() for name, part in self.parts.items()}}
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(journal, f)

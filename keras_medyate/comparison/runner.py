@@ -316,7 +316,7 @@ def run_one(config, train_ds, test_ds, info, probe_ds=None, verbose=0):
     learning_rate = config.peak_learning_rate()
     first_try = 0
     backup = backup_path(config, info)
-    interrupted = journal_lib.RunJournal.read(backup) if backup else None
+    interrupted = journal_lib.RunJournal.read(backup, run_settings(config, info)) if backup else None
     if interrupted:  # resumes the try that was interrupted, at its learning rate
         learning_rate = interrupted["learning_rate"]
         first_try = min(interrupted["retries"], config.max_retries)
@@ -330,7 +330,8 @@ def run_one(config, train_ds, test_ds, info, probe_ds=None, verbose=0):
             if backup:  # the diverged try's epochs: the next try starts afresh
                 shutil.rmtree(backup, ignore_errors=True)
             if retry == config.max_retries:
-                tries = " | ".join(f"try {i + 1}: {m}" for i, m in enumerate(failures))
+                tries = " | ".join(f"try {first_try + i + 1}: {m}"
+                                   for i, m in enumerate(failures))
                 raise TrainingDivergedError(
                     f"{config.method} diverged at every learning rate tried ({tries}). Lower "
                     "--learning_rate / --full_learning_rate.") from error
@@ -476,12 +477,13 @@ def _train_keras(config, model, plan, strategy, train_ds, test_ds, info, epochs,
     callbacks = [c for c in (resampler, timer, evaluator, guard) if c is not None]
     backup = None
     if config.backup_dir:
-        parts = {"timer": timer, "evaluator": evaluator,
+        parts = {"timer": timer, "evaluator": evaluator, "guard": journal_lib.GuardBaseline(guard),
                  "resampler": journal_lib.ResamplerRecords(resampler) if resampler else None}
         # Last: it backs up what the measuring callbacks recorded of the epoch.
         backup = journal_lib.RunJournal(
             backup_path(config, info), {k: v for k, v in parts.items() if v is not None},
-            learning_rate=learning_rate, retries=retries)
+            learning_rate=learning_rate, retries=retries, settings=run_settings(config, info),
+            evaluator=evaluator)
         callbacks.append(backup)
     if verbose == 1:
         if config.method not in BUDGET_FREE:
@@ -495,9 +497,10 @@ def _train_keras(config, model, plan, strategy, train_ds, test_ds, info, epochs,
                     verbose=2 if verbose == 2 else 0, shuffle=False)
     eval_seconds = evaluator.seconds if evaluator else 0.0
     # A resumed run: this session's wall time, less its evaluations, plus the
-    # restored epochs' times (`journal`).
+    # finished sessions' training time (`journal`).
     session_eval = eval_seconds - (evaluator.restored_seconds if evaluator else 0.0)
-    train_seconds = time.perf_counter() - start - session_eval + timer.restored_seconds
+    train_seconds = (time.perf_counter() - start - session_eval
+                     + (backup.restored_train_seconds if backup else 0.0))
     peak_mb = (round(tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20, 2)
                if measures_peak else "")
     accuracies = evaluator.accuracies if evaluator else [None] * epochs
@@ -592,6 +595,16 @@ class EpochPrinter(keras.callbacks.Callback):
                      f"budget used {100 * float(logs['budget_used']):5.1f} %  "
                      f"explored {100 * float(logs['explored']):5.1f} %")
         print(line + f"  {time.perf_counter() - self._start:5.1f} s", flush=True)
+
+
+def run_settings(config, info):
+    """What defines a run, as a JSON-serializable dict: a backup made with other
+    settings is not resumed (`journal.RunJournal.read`)."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "backup_dir"}
+    settings.update(dataset=getattr(info, "name", None),
+                    train_images=getattr(info, "num_train", None),
+                    test_images=getattr(info, "num_test", None))
+    return settings
 
 
 def backup_path(config, info):
