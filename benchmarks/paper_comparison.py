@@ -273,11 +273,12 @@ def execute_run(values, config, dataset, method, budget, seed, runtime):
 
     Returns:
         dict: `row`, `selection` (MeDyate's per-epoch record, else None) and `name`;
-        or `diverged` (the message) when every learning rate tried diverged.
+        or `diverged` (the message) when every learning rate tried diverged, or
+        `failed` (the message) when the run's `--backup` cannot be resumed.
     """
     import types
 
-    from keras_medyate.comparison import report, runner
+    from keras_medyate.comparison import journal, report, runner
     from keras_medyate.divergence import TrainingDivergedError
 
     flag_values = types.SimpleNamespace(**values)
@@ -292,6 +293,8 @@ def execute_run(values, config, dataset, method, budget, seed, runtime):
             info, probe_ds=probe_ds, verbose=values["verbose"])
     except TrainingDivergedError as error:
         return {"diverged": str(error)}
+    except journal.ResumeError as error:  # this run's backup: the others still run
+        return {"failed": str(error)}
     selection = (report.selection_record(resampler)
                  if method == "medyate" and resampler is not None else None)
     return {"row": row, "selection": selection, "name": runner.run_name(run_config, info)}

@@ -352,7 +352,7 @@ def test_a_backup_without_its_measurements_is_refused(tmp_path):
     os.remove(tmp_path / journal.JOURNAL_FILE)  # as an older keras-medyate left it
     resumed = journal.RunJournal(str(tmp_path), {"timer": journal.EpochTimer()},
                                  learning_rate=0.01)
-    with pytest.raises(ValueError, match="Delete .* to run it again from the start"):
+    with pytest.raises(journal.ResumeError, match="Delete .* to run it again from the start"):
         model.fit(x, y, epochs=2, verbose=0, callbacks=[resumed])
 
 
@@ -371,7 +371,7 @@ def test_an_interrupted_retry_resumes_at_its_rate_and_a_diverged_try_drops_its_b
                    "settings": runner.run_settings(config, info)}, f)
     # The same run with other settings (here more epochs) is not resumed from it.
     longer = settings.RunConfig(method="medyate", backup_dir=str(tmp_path), epochs=20)
-    with pytest.raises(ValueError, match=r"epochs: 10 there, 20 now.*delete"):
+    with pytest.raises(journal.ResumeError, match=r"epochs: 10 there, 20 now.*delete"):
         runner.run_one(longer, lambda: "data", None, info)
     tried = []
 

@@ -49,6 +49,11 @@ import numpy as np
 JOURNAL_FILE = "journal.json"
 
 
+class ResumeError(ValueError):
+    """A backup that cannot be resumed (other settings, or no measurements);
+    the message says which folder to delete."""
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Records each epoch's wall time (from its `on_epoch_begin` to its `on_epoch_end`:
     a resampler listed before it resamples outside it).
@@ -194,7 +199,7 @@ class RunJournal(keras.callbacks.BackupAndRestore):
         """The journal of an interrupted run in `backup_dir` (a dict), or None.
 
         Raises:
-            ValueError: the backup was made with other `settings` than these.
+            ResumeError: the backup was made with other `settings` than these.
         """
         path = os.path.join(backup_dir, JOURNAL_FILE)
         if not os.path.exists(path):
@@ -205,7 +210,7 @@ class RunJournal(keras.callbacks.BackupAndRestore):
         if settings is not None and saved != settings:
             changed = sorted(k for k in set(settings) | set(saved or {})
                              if (saved or {}).get(k) != settings.get(k))
-            raise ValueError(
+            raise ResumeError(
                 f"The backup in {backup_dir} is of a run with other settings ("
                 + ", ".join(f"{k}: {(saved or {}).get(k)!r} there, {settings.get(k)!r} now"
                             for k in changed)
@@ -238,12 +243,12 @@ class RunJournal(keras.callbacks.BackupAndRestore):
         if held < epochs:
             kept = (f"its {JOURNAL_FILE} holds the measurements of {held}" if journal
                     else f"it has no {JOURNAL_FILE} (a backup of an older keras-medyate)")
-            raise ValueError(
+            raise ResumeError(
                 f"The backup in {self.backup_dir} resumes the run after epoch {epochs}, but "
                 f"{kept}: the run's row would miss the earlier epochs. Delete "
                 f"{self.backup_dir} to run it again from the start.")
         if not np.isclose(journal["learning_rate"], self.learning_rate):
-            raise ValueError(
+            raise ResumeError(
                 f"The backup in {self.backup_dir} was trained at learning rate "
                 f"{journal['learning_rate']:g}, this try at {self.learning_rate:g}: resume it "
                 "with the rate of its journal (`RunJournal.read`), or delete the folder.")
