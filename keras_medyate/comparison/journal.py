@@ -20,8 +20,7 @@ What a resume does not keep: the training pipeline's epoch orders and
 augmentation draws start again at the first epoch's (`tf.data` reshuffles per
 iterator, the flip layer draws from a generator in this process), so the
 epochs after a resume are a valid run of the recipe but not bit-identical to
-an uninterrupted one; the training time of the earlier sessions is the sum
-of their epochs' (their few seconds of `fit` set-up are not counted).
+an uninterrupted one. The time lost to an interrupted epoch is not counted.
 
 Example:
 
@@ -60,13 +59,11 @@ class EpochTimer(keras.callbacks.Callback):
 
     Attributes:
         seconds: list of floats, one per finished epoch (the restored ones first).
-        restored_seconds: float, the sum of the restored epochs' times.
     """
 
     def __init__(self):
         super().__init__()
         self.seconds = []
-        self.restored_seconds = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -79,7 +76,6 @@ class EpochTimer(keras.callbacks.Callback):
 
     def restore_journal(self, state, epochs):
         self.seconds = [float(s) for s in state["seconds"][:epochs]]
-        self.restored_seconds = sum(self.seconds)
 
 
 class EpochEvaluator(keras.callbacks.Callback):
