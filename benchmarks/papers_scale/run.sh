@@ -19,7 +19,9 @@ OUT=${OUT:-benchmarks/papers_scale/results_aug_${AUG}_lr_${LR}_full_lr_${FULL_LR
 # MeDyate and full fine-tuning first: the check of the issue needs those two.
 METHODS=${METHODS:-linear_probe,medyate,full,trady,lara_trady}
 case "$AUG" in off) augment="--noaugment" ;; *) augment="--augment --crop_scale=$AUG" ;; esac
+# BACKUP=0 (timing.sh) skips the per-epoch backup.
+case "${BACKUP:-1}" in 0) backup="--nobackup" ;; *) backup="--backup" ;; esac
 python benchmarks/paper_comparison.py --model=mcunet_5fps --dataset=cifar10 \
   --methods=$METHODS --budgets=15936 --seeds=0 --epochs=$EPOCHS $augment \
   --learning_rate=$LR --full_learning_rate=$FULL_LR \
-  --train_per_class=all --test_per_class=all --resolution=128 --backup --out=$OUT
+  --train_per_class=all --test_per_class=all --resolution=128 $backup --out=$OUT
